@@ -3,3 +3,5 @@ module github.com/udpipe/udpipe
 go 1.26.8
 
 require github.com/yuin/gopher-lua v1.1.2
+
+require golang.org/x/sys v0.49.0

@@ -1,0 +1,22 @@
+// Package engine implements the UDPIPE protocol: a UDP server that hands
+// each client a data socket of its own, and a client that connects to it,
+// with handshake retries, a shared token, PING/PONG liveness, stall
+// detection with an ordered send queue, and CLOSE/CLOSED.
+//
+// The package has three layers, each in its own files:
+//
+//   - wire.go: the datagrams of the protocol (parsing and the control words);
+//   - conn.go: the state of one connection, a state machine with no I/O of
+//     its own, driven by received datagrams and by a clock;
+//   - endpoint.go and socket_linux.go: the sockets, the poller and the
+//     batched reads and writes that feed the state machines.
+//
+// An Endpoint is either a server (Listen) or a client (Connect). It does
+// nothing by itself: the caller drives it with Step, which waits for
+// datagrams up to a timeout, runs the timers, and hands every event
+// (a new client, a message, a stall, ...) to the Handler. No goroutine is
+// started; all work happens inside Step, on the caller's goroutine, which
+// is what an embedded interpreter such as gopher-lua needs.
+//
+// An Endpoint is not safe for concurrent use.
+package engine

@@ -1,0 +1,668 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Handler receives the events of an Endpoint. It runs inside Step (and
+// Close), on the caller's goroutine. It may call any method of the
+// endpoint and its connections except Step. If it panics, the panic goes
+// out of Step; the endpoint stays consistent, and the events not yet
+// handled are handed out by the next Step.
+type Handler func(ev *Event)
+
+// Stats are the counters of an Endpoint.
+type Stats struct {
+	Sent       uint64 // datagrams sent, control and data
+	Received   uint64 // datagrams received, control and data
+	Dropped    uint64 // datagrams received and refused (strangers, malformed, not valid now)
+	SendErrors uint64 // datagrams the operating system refused to send
+	HalfOpen   int    // server: data sockets offered and not yet claimed
+	Clients    int    // server: connected clients
+}
+
+// Endpoint is a UDPIPE server or client: its sockets, its connections and
+// their timers. Make one with New, then call Listen or Connect, and call
+// Step in a loop.
+type Endpoint struct {
+	cfg     Config
+	handler Handler
+
+	poll     *poller
+	socks    []*udpSocket // by slot; nil where free
+	free     []int        // free slots
+	listener *udpSocket   // server: the listening socket S
+	client   *Conn        // client: the connection
+	byPeer   map[netip.AddrPort]*Conn
+	timers   timerHeap
+
+	events   []Event // reported but not yet handed to the handler
+	evHead   int     // events before it are handed out
+	rx       *recvBatch
+	rxUsed   int // datagrams of rx that events may still refer to
+	tx       *sendBatch
+	ready    []int
+	stepping bool // inside Step: sends wait in tx for the end of the step
+	closed   bool
+
+	stats Stats
+}
+
+// Batches are big (a receive batch holds 64 buffers of 64 KiB) and an
+// endpoint needs one only while it is reading or sending, so endpoints
+// share them.
+var (
+	recvBatches = sync.Pool{New: func() any { return newRecvBatch() }}
+	sendBatches = sync.Pool{New: func() any { return newSendBatch() }}
+)
+
+// New returns an endpoint that reports to h (which may be nil). Zero
+// fields of cfg take their defaults.
+func New(cfg Config, h Handler) *Endpoint {
+	return &Endpoint{
+		cfg:     cfg.withDefaults(),
+		handler: h,
+		poll:    newPoller(),
+		byPeer:  make(map[netip.AddrPort]*Conn),
+	}
+}
+
+// Config returns the endpoint's settings, with the defaults filled in.
+func (e *Endpoint) Config() Config { return e.cfg }
+
+// SetConfig changes the settings; zero fields take their defaults. New
+// timings apply to the connections at once.
+func (e *Endpoint) SetConfig(cfg Config) {
+	e.cfg = cfg.withDefaults()
+	now := e.cfg.Clock.Now()
+	for _, s := range e.socks {
+		if s != nil && s.conn != nil {
+			e.wake(s.conn, now)
+		}
+	}
+}
+
+// Stats returns the endpoint's counters.
+func (e *Endpoint) Stats() Stats {
+	s := e.stats
+	for _, c := range e.byPeer {
+		if c.state == StateConnected {
+			s.Clients++
+		} else {
+			s.HalfOpen++
+		}
+	}
+	return s
+}
+
+// Listen makes the endpoint a server on addr (host:port; an empty host is
+// every interface, port 0 picks a free port).
+func (e *Endpoint) Listen(addr string) error {
+	if e.closed {
+		return errors.New("udpipe: listen: endpoint closed")
+	}
+	if e.listener != nil || e.client != nil {
+		return errors.New("udpipe: listen: endpoint already in use")
+	}
+	ap, err := resolve(addr)
+	if err != nil {
+		return &net.OpError{Op: "listen", Net: "udp", Err: err}
+	}
+	s, err := openUDP(ap)
+	if err != nil {
+		return opError("listen", ap, err)
+	}
+	if err := e.addSocket(s, true); err != nil {
+		s.close()
+		return opError("listen", ap, err)
+	}
+	e.listener = s
+	e.debugf("listening on %v", s.local)
+	return nil
+}
+
+// Addr returns the address of the listening socket (server), or of the
+// client's socket.
+func (e *Endpoint) Addr() netip.AddrPort {
+	if e.listener != nil {
+		return e.listener.local
+	}
+	if e.client != nil {
+		return e.client.local
+	}
+	return netip.AddrPort{}
+}
+
+// Connect makes the endpoint a client of the server at addr (host:port;
+// the host may be a name). The handshake runs in Step; EventConnect says
+// it is done. A client that connects again drops its previous connection
+// (with EventClose if it was still open).
+func (e *Endpoint) Connect(addr string) (*Conn, error) {
+	if e.closed {
+		return nil, errors.New("udpipe: connect: endpoint closed")
+	}
+	if e.listener != nil {
+		return nil, errors.New("udpipe: connect: endpoint is a server")
+	}
+	server, err := resolve(addr)
+	if err != nil {
+		return nil, &net.OpError{Op: "connect", Net: "udp", Err: err}
+	}
+	if server.Port() == 0 || server.Addr().IsUnspecified() {
+		return nil, opError("connect", server, errors.New("no server at this address"))
+	}
+	if old := e.client; old != nil {
+		old.Close()
+		old.finish(EventClose, nil)
+	}
+	local := netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+	if !server.Addr().Is4() {
+		local = netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
+	}
+	s, err := openUDP(local)
+	if err != nil {
+		return nil, opError("connect", server, err)
+	}
+	if err := e.addSocket(s, false); err != nil {
+		s.close()
+		return nil, opError("connect", server, err)
+	}
+	c := e.newConn(s, false)
+	c.server = server
+	c.token = e.cfg.Token
+	e.client = c
+	c.startClient(e.cfg.Clock.Now())
+	e.flushIfIdle()
+	return c, nil
+}
+
+// resolve turns "host:port" into an address, looking the host up if it is
+// a name. An empty host is the IPv4 wildcard.
+func resolve(addr string) (netip.AddrPort, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad port %q", portStr)
+	}
+	if host == "" || host == "*" {
+		return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(port)), nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return netip.AddrPortFrom(ip.Unmap(), uint16(port)), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	// Prefer IPv4, as the original (LuaSocket's udp) did.
+	best := ips[0]
+	for _, ip := range ips {
+		if ip.Unmap().Is4() {
+			best = ip
+			break
+		}
+	}
+	return netip.AddrPortFrom(best.Unmap(), uint16(port)), nil
+}
+
+// Conns returns the open connections (server: connected clients; client:
+// its connection once connected).
+func (e *Endpoint) Conns() []*Conn {
+	var out []*Conn
+	for _, s := range e.socks {
+		if s != nil && s.conn != nil && s.conn.state == StateConnected {
+			out = append(out, s.conn)
+		}
+	}
+	return out
+}
+
+// Client returns the client's connection, or nil on a server.
+func (e *Endpoint) Client() *Conn { return e.client }
+
+// Step handles what has arrived and what is due, waiting up to timeout
+// when there is nothing: it reads every waiting datagram, runs the
+// timers, hands the events to the handler, and sends what the handler
+// sent. It returns as soon as it has handled something.
+func (e *Endpoint) Step(timeout time.Duration) (err error) {
+	if e.stepping {
+		return errors.New("udpipe: step: called from inside a handler")
+	}
+	e.stepping = true
+	defer e.endStep()
+
+	e.dispatch() // left over from a handler that panicked
+	if e.closed {
+		return errors.New("udpipe: step: endpoint closed")
+	}
+	handled, err := e.readWaiting(0)
+	if err != nil {
+		return err
+	}
+	e.runTimers()
+	if handled || e.evHead < len(e.events) || timeout <= 0 {
+		e.dispatch()
+		return nil
+	}
+	// Nothing yet: wait for a datagram, but no longer than the next timer.
+	wait := timeout
+	if at, ok := e.timers.next(); ok {
+		if d := at.Sub(e.cfg.Clock.Now()); d < wait {
+			wait = max(d, 0)
+		}
+	}
+	e.flushSends() // nothing may sit unsent while we sleep
+	if _, err := e.readWaiting(wait); err != nil {
+		return err
+	}
+	e.runTimers()
+	e.dispatch()
+	return nil
+}
+
+// endStep runs when Step returns, also by a panic from the handler.
+func (e *Endpoint) endStep() {
+	e.flushSends()
+	if e.evHead == len(e.events) {
+		e.releaseRecvBatch()
+	}
+	e.stepping = false
+}
+
+// readWaiting takes in the datagrams waiting on the sockets, after waiting
+// up to wait for the first. Datagrams are handed to their connections
+// batch by batch; between batches the events are dispatched, because they
+// point into the batch's buffers. It reports whether it took anything in.
+func (e *Endpoint) readWaiting(wait time.Duration) (bool, error) {
+	handled := false
+	// Bound the rounds so that a flood cannot keep Step from returning.
+	for round := 0; round < 64 && !e.closed; round++ {
+		var err error
+		e.ready, err = e.poll.wait(wait, e.ready[:0])
+		if err != nil {
+			return handled, err
+		}
+		wait = 0
+		if len(e.ready) == 0 {
+			break
+		}
+		n := e.readReady()
+		if n == 0 {
+			break
+		}
+		handled = true
+		e.dispatch()
+		if n < batchSize {
+			break
+		}
+	}
+	return handled, nil
+}
+
+// readReady reads from the ready sockets into one batch and hands each
+// datagram to its connection. It returns how many it read.
+func (e *Endpoint) readReady() int {
+	if e.rx == nil {
+		e.rx = recvBatches.Get().(*recvBatch)
+	}
+	now := e.cfg.Clock.Now()
+	total := 0
+	for _, slot := range e.ready {
+		if total == batchSize {
+			break // the rest stay readable for the next round
+		}
+		if slot >= len(e.socks) || e.socks[slot] == nil {
+			continue
+		}
+		s := e.socks[slot]
+		n, err := e.rx.read(s, total)
+		if err != nil {
+			// An ICMP error for something sent earlier, or a broken
+			// socket: either way count it and carry on.
+			e.stats.SendErrors++
+			e.debugf("%v: %v", s.local, err)
+		}
+		for i := total; i < total+n; i++ {
+			b, from := e.rx.datagram(i)
+			e.receive(now, s, from, b)
+		}
+		total += n
+	}
+	return total
+}
+
+// receive hands one datagram to whoever owns the socket.
+func (e *Endpoint) receive(now time.Time, s *udpSocket, from netip.AddrPort, b []byte) {
+	e.stats.Received++
+	if e.cfg.Debug != nil {
+		e.debugf("recv %v <- %v %s", s.local, from, quote(b))
+	}
+	if len(b) > MaxDatagram {
+		e.stats.Dropped++ // cannot be a whole UDPIPE datagram
+		return
+	}
+	if s.conn != nil {
+		dropped := s.conn.stats.Dropped
+		s.conn.receive(now, from, b)
+		e.stats.Dropped += s.conn.stats.Dropped - dropped
+		return
+	}
+	if s == e.listener {
+		e.hello(now, from, b)
+	}
+}
+
+// hello handles a datagram on a server's listening socket.
+func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
+	d := Parse(b)
+	if d.Kind != KindHello {
+		e.stats.Dropped++
+		return
+	}
+	if c := e.byPeer[from]; c != nil {
+		// A repeat: the client lost our answer. Same socket, same answer.
+		e.sendConnectTo(c)
+		return
+	}
+	if string(d.Token) != e.cfg.Token {
+		e.sendWord(e.listener, from, wordGoAway)
+		e.emit(Event{Kind: EventBadToken, Data: b, Addr: from})
+		return
+	}
+	if e.cfg.MaxClients > 0 && len(e.byPeer) >= e.cfg.MaxClients {
+		e.sendWord(e.listener, from, wordGoAway)
+		e.emit(Event{Kind: EventMaxClients, Data: b, Addr: from})
+		return
+	}
+	if e.halfOpen() >= e.cfg.MaxHalfOpen {
+		e.stats.Dropped++
+		return
+	}
+	// The data socket listens where S does; when S listens everywhere,
+	// announce the address the client reached us at.
+	bindIP := e.listener.local.Addr()
+	announce := bindIP
+	if bindIP.IsUnspecified() {
+		ip, err := routeFrom(from)
+		if err != nil {
+			e.stats.Dropped++
+			return
+		}
+		announce = ip
+	}
+	s, err := openUDP(netip.AddrPortFrom(bindIP, 0))
+	if err == nil {
+		err = e.addSocket(s, true)
+		if err != nil {
+			s.close()
+		}
+	}
+	if err != nil {
+		e.stats.Dropped++
+		e.debugf("HELLO from %v: cannot open a data socket: %v", from, err)
+		return
+	}
+	c := e.newConn(s, true)
+	c.peer = from
+	c.local = netip.AddrPortFrom(announce, s.local.Port())
+	e.byPeer[from] = c
+	e.sendConnectTo(c)
+	e.emit(Event{Kind: EventNewClient, Conn: c, Data: b, Addr: from, Local: c.local})
+	c.startServer(now)
+}
+
+func (e *Endpoint) halfOpen() int {
+	n := 0
+	for _, c := range e.byPeer {
+		if c.state == StateConnecting {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *Endpoint) sendConnectTo(c *Conn) {
+	var buf [64]byte
+	e.send(e.listener, c.peer, appendConnectTo(buf[:0], c.local))
+}
+
+func (e *Endpoint) sendWord(s *udpSocket, to netip.AddrPort, w string) {
+	var buf [16]byte
+	e.send(s, to, append(buf[:0], w...))
+}
+
+func (e *Endpoint) newConn(s *udpSocket, server bool) *Conn {
+	c := &Conn{t: e, cfg: &e.cfg, isServer: server, sock: s, local: s.local}
+	s.conn = c
+	return c
+}
+
+// addSocket gives s a slot and puts it in the poller.
+func (e *Endpoint) addSocket(s *udpSocket, multi bool) error {
+	if n := len(e.free); n > 0 {
+		s.slot = e.free[n-1]
+		e.free = e.free[:n-1]
+		e.socks[s.slot] = s
+	} else {
+		s.slot = len(e.socks)
+		e.socks = append(e.socks, s)
+	}
+	if err := e.poll.add(s, multi); err != nil {
+		e.socks[s.slot] = nil
+		e.free = append(e.free, s.slot)
+		return err
+	}
+	return nil
+}
+
+func (e *Endpoint) removeSocket(s *udpSocket) {
+	if s.slot >= len(e.socks) || e.socks[s.slot] != s {
+		return
+	}
+	e.flushSends() // what this socket was about to send goes first
+	e.poll.remove(s)
+	s.close()
+	e.socks[s.slot] = nil
+	e.free = append(e.free, s.slot)
+}
+
+// runTimers ticks every connection whose time has come.
+func (e *Endpoint) runTimers() {
+	now := e.cfg.Clock.Now()
+	for {
+		at, ok := e.timers.next()
+		if !ok || at.After(now) {
+			return
+		}
+		entry := e.timers.pop()
+		c := entry.conn
+		if !c.wakeAt.Equal(entry.at) || c.state == StateClosed {
+			continue // superseded by an earlier entry, or over
+		}
+		c.wakeAt = time.Time{}
+		c.tick(now)
+	}
+}
+
+// dispatch hands the pending events to the handler, oldest first. An
+// event is taken off the queue before its handler runs, so a panicking
+// handler does not see it twice.
+func (e *Endpoint) dispatch() {
+	for e.evHead < len(e.events) {
+		ev := e.events[e.evHead]
+		e.events[e.evHead] = Event{}
+		e.evHead++
+		if e.handler != nil {
+			e.handler(&ev)
+		}
+	}
+	e.events, e.evHead = e.events[:0], 0
+}
+
+func (e *Endpoint) releaseRecvBatch() {
+	if e.rx != nil {
+		recvBatches.Put(e.rx)
+		e.rx = nil
+	}
+}
+
+// send queues a datagram on s. Inside Step it waits for the end of the
+// step, to go out in one batch with the others; outside, it goes at once.
+func (e *Endpoint) send(s *udpSocket, to netip.AddrPort, b []byte) {
+	e.stats.Sent++
+	if e.cfg.Debug != nil {
+		e.debugf("send %v -> %v %s", s.local, to, quote(b))
+	}
+	if e.tx == nil {
+		e.tx = sendBatches.Get().(*sendBatch)
+	} else if !e.tx.room(len(b)) {
+		e.tx.flush(e.sendFailed)
+	}
+	e.tx.add(s, to, b)
+	if !e.stepping {
+		e.flushSends()
+	}
+}
+
+func (e *Endpoint) flushIfIdle() {
+	if !e.stepping {
+		e.flushSends()
+	}
+}
+
+func (e *Endpoint) flushSends() {
+	if e.tx == nil {
+		return
+	}
+	e.tx.flush(e.sendFailed)
+	sendBatches.Put(e.tx)
+	e.tx = nil
+}
+
+func (e *Endpoint) sendFailed(s *udpSocket, err error) {
+	e.stats.SendErrors++
+	e.debugf("send from %v failed: %v", s.local, err)
+}
+
+// The transport of the connections' state machines.
+
+func (e *Endpoint) transmit(c *Conn, to netip.AddrPort, b []byte) { e.send(c.sock, to, b) }
+
+func (e *Endpoint) emit(ev Event) { e.events = append(e.events, ev) }
+
+func (e *Endpoint) wake(c *Conn, t time.Time) {
+	if c.wakeAt.IsZero() || t.Before(c.wakeAt) {
+		c.wakeAt = t
+		e.timers.push(timerEntry{at: t, conn: c})
+	}
+}
+
+func (e *Endpoint) release(c *Conn) {
+	if c.isServer && e.byPeer[c.peer] == c {
+		delete(e.byPeer, c.peer)
+	}
+	e.removeSocket(c.sock)
+}
+
+func (e *Endpoint) debugf(format string, args ...any) {
+	if e.cfg.Debug != nil {
+		fmt.Fprintf(e.cfg.Debug, "udpipe: "+format+"\n", args...)
+	}
+}
+
+// quote renders a datagram for debugging output, shortened if long.
+func quote(b []byte) string {
+	const max = 48
+	if len(b) > max {
+		return fmt.Sprintf("%q... (%d bytes)", b[:max], len(b))
+	}
+	return fmt.Sprintf("%q", b)
+}
+
+// Close ends every connection and gives back every socket. Open
+// connections are sent CLOSE, and Close waits up to the close linger
+// (real time, as it is about the real network) for their CLOSED, so
+// that peers learn at once; each connection is reported with EventClose.
+// The listening socket closes at once. After Close no socket remains.
+func (e *Endpoint) Close() error {
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	wasStepping := e.stepping
+	e.stepping = true // batch the CLOSEs
+	if e.listener != nil {
+		e.removeSocket(e.listener)
+		e.listener = nil
+	}
+	now := e.cfg.Clock.Now()
+	for _, s := range e.socks {
+		if s == nil || s.conn == nil {
+			continue
+		}
+		c := s.conn
+		if c.isServer && c.state == StateConnecting {
+			c.finish(0, nil) // never reported as open; nobody to tell
+			continue
+		}
+		c.Close()
+	}
+	e.flushSends()
+	e.linger(now)
+	e.stepping = wasStepping
+	e.dispatch()
+	e.poll.close()
+	e.releaseRecvBatch()
+	return nil
+}
+
+// linger waits for the CLOSED answers of the connections being closed,
+// re-sending CLOSE a few times, then ends the ones still waiting.
+func (e *Endpoint) linger(now time.Time) {
+	deadline := time.Now().Add(e.cfg.CloseLinger)
+	resend := e.cfg.CloseLinger / time.Duration(e.cfg.CloseRetries+1)
+	for e.anyClosing() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		e.ready, _ = e.poll.wait(min(left, resend), e.ready[:0])
+		if len(e.ready) > 0 {
+			e.readReady()
+			e.dispatch()
+			continue
+		}
+		for _, s := range e.socks {
+			if s != nil && s.conn != nil && s.conn.state == StateClosing {
+				s.conn.transmitWord(wordClose)
+			}
+		}
+		e.flushSends()
+	}
+	for _, s := range e.socks {
+		if s != nil && s.conn != nil {
+			s.conn.finish(EventClose, nil)
+		}
+	}
+}
+
+func (e *Endpoint) anyClosing() bool {
+	for _, s := range e.socks {
+		if s != nil && s.conn != nil && s.conn.state == StateClosing {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,374 @@
+package engine
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file is the I/O at the bottom of the engine: non-blocking UDP
+// sockets, batched reads and writes with recvmmsg and sendmmsg, and the
+// readiness poller. Everything is a direct system call on the goroutine
+// that calls Step, so a datagram goes from the kernel to the handler with
+// no goroutine hand-off, and a batch of replies goes back in one call.
+//
+// golang.org/x/net/ipv4's ReadBatch would block in the Go runtime's poller
+// until its own socket is readable; an endpoint must wait on many sockets
+// at once and return after a timeout, so it drives recvmmsg itself.
+
+// udpSocket is one UDP socket of an endpoint.
+type udpSocket struct {
+	fd     int
+	family int // unix.AF_INET or unix.AF_INET6
+	local  netip.AddrPort
+	slot   int   // index in Endpoint.socks, and the poller's key
+	conn   *Conn // the connection it serves; nil for a server's listening socket
+}
+
+// openUDP opens a non-blocking UDP socket bound to laddr.
+func openUDP(laddr netip.AddrPort) (*udpSocket, error) {
+	family := unix.AF_INET
+	if laddr.Addr().Is6() && !laddr.Addr().Is4In6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	if family == unix.AF_INET6 && laddr.Addr().IsUnspecified() {
+		// "::" takes IPv4 too, as a dual-stack socket.
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	}
+	// Room for bursts: a game server's clients talk at once.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 1<<20)
+	if err := unix.Bind(fd, sockaddr(family, laddr)); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("bind", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("getsockname", err)
+	}
+	return &udpSocket{fd: fd, family: family, local: addrPortOf(sa)}, nil
+}
+
+func (s *udpSocket) close() error {
+	return unix.Close(s.fd)
+}
+
+// routeFrom returns the local address the kernel would send from to reach
+// to: the address a client can reach a wildcard-bound server at. It sends
+// nothing.
+func routeFrom(to netip.AddrPort) (netip.Addr, error) {
+	family := unix.AF_INET
+	if !to.Addr().Is4() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, sockaddr(family, to)); err != nil {
+		return netip.Addr{}, err
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return addrPortOf(sa).Addr(), nil
+}
+
+func sockaddr(family int, ap netip.AddrPort) unix.Sockaddr {
+	if family == unix.AF_INET {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// rawAddr is room for an IPv4 or IPv6 socket address in the form the
+// kernel reads and writes.
+type rawAddr = unix.RawSockaddrInet6
+
+// putRawAddr writes ap into r for a socket of the given family and
+// returns the length to give the kernel.
+func putRawAddr(r *rawAddr, family int, ap netip.AddrPort) uint32 {
+	port := ap.Port()
+	if family == unix.AF_INET {
+		r4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(r))
+		r4.Family = unix.AF_INET
+		r4.Port = port<<8 | port>>8
+		r4.Addr = ap.Addr().Unmap().As4()
+		r4.Zero = [8]uint8{}
+		return unix.SizeofSockaddrInet4
+	}
+	r.Family = unix.AF_INET6
+	r.Port = port<<8 | port>>8
+	r.Flowinfo = 0
+	r.Addr = ap.Addr().As16()
+	r.Scope_id = 0
+	return unix.SizeofSockaddrInet6
+}
+
+// getRawAddr reads the address the kernel wrote into r.
+func getRawAddr(r *rawAddr) netip.AddrPort {
+	switch r.Family {
+	case unix.AF_INET:
+		r4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(r))
+		return netip.AddrPortFrom(netip.AddrFrom4(r4.Addr), r4.Port<<8|r4.Port>>8)
+	case unix.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(r.Addr).Unmap(), r.Port<<8|r.Port>>8)
+	}
+	return netip.AddrPort{}
+}
+
+// batchSize is how many datagrams one recvmmsg or sendmmsg moves.
+const batchSize = 64
+
+// recvBatch is the receive side of a batch: batchSize buffers big enough
+// for any datagram. The pages of a buffer are touched only as far as a
+// datagram fills it, so most of its 4 MiB stays virtual.
+type recvBatch struct {
+	hdrs  [batchSize]unix.Mmsghdr
+	iovs  [batchSize]unix.Iovec
+	addrs [batchSize]rawAddr
+	bufs  [batchSize][]byte
+}
+
+func newRecvBatch() *recvBatch {
+	b := new(recvBatch)
+	for i := range b.bufs {
+		b.bufs[i] = make([]byte, MaxDatagram+1) // +1 tells an oversized datagram
+	}
+	return b
+}
+
+// read fills b[from:] from s without waiting and returns how many
+// datagrams it took in; a socket with nothing waiting gives 0 and no error.
+func (b *recvBatch) read(s *udpSocket, from int) (int, error) {
+	n := batchSize - from
+	for i := from; i < batchSize; i++ {
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(len(b.bufs[i]))
+		h := &b.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&b.addrs[i]))
+		h.Namelen = uint32(unsafe.Sizeof(b.addrs[i]))
+		h.Iov = &b.iovs[i]
+		h.SetIovlen(1)
+		h.Flags = 0
+	}
+	for {
+		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd),
+			uintptr(unsafe.Pointer(&b.hdrs[from])), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			return int(r), nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, nil
+		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+			// An ICMP error for an earlier send, queued on the socket;
+			// reading it cleared it. Report it and go on.
+			return 0, os.NewSyscallError("recvmmsg", errno)
+		default:
+			return 0, os.NewSyscallError("recvmmsg", errno)
+		}
+	}
+}
+
+// datagram returns the i-th datagram read and where it came from.
+func (b *recvBatch) datagram(i int) ([]byte, netip.AddrPort) {
+	return b.bufs[i][:b.hdrs[i].Len], getRawAddr(&b.addrs[i])
+}
+
+// sendBatch collects outgoing datagrams so that those for one socket go out
+// in one sendmmsg. Payloads are copied into arena, so the caller's buffer
+// is free as soon as add returns.
+type sendBatch struct {
+	hdrs  [batchSize]unix.Mmsghdr
+	iovs  [batchSize]unix.Iovec
+	addrs [batchSize]rawAddr
+	socks [batchSize]*udpSocket
+	n     int
+	arena []byte
+}
+
+const sendArenaSize = 256 << 10
+
+func newSendBatch() *sendBatch {
+	return &sendBatch{arena: make([]byte, 0, sendArenaSize)}
+}
+
+// room reports whether a datagram of size bytes fits without a flush.
+func (b *sendBatch) room(size int) bool {
+	return b.n < batchSize && len(b.arena)+size <= cap(b.arena)
+}
+
+// add queues p for s to send to to. The caller has checked room.
+func (b *sendBatch) add(s *udpSocket, to netip.AddrPort, p []byte) {
+	i := b.n
+	b.n++
+	start := len(b.arena)
+	b.arena = append(b.arena, p...)
+	b.socks[i] = s
+	h := &b.hdrs[i].Hdr
+	h.Namelen = putRawAddr(&b.addrs[i], s.family, to)
+	h.Name = (*byte)(unsafe.Pointer(&b.addrs[i]))
+	if len(p) > 0 {
+		b.iovs[i].Base = &b.arena[start]
+	} else {
+		b.iovs[i].Base = nil
+	}
+	b.iovs[i].SetLen(len(p))
+	h.Iov = &b.iovs[i]
+	h.SetIovlen(1)
+}
+
+// flush sends everything queued, one sendmmsg per run of datagrams for the
+// same socket, and empties the batch. failed is called for each datagram
+// the kernel refused; a full socket buffer counts as refused, as a UDP
+// datagram the kernel could not take is lost anyway.
+func (b *sendBatch) flush(failed func(s *udpSocket, err error)) {
+	for i := 0; i < b.n; {
+		s := b.socks[i]
+		j := i + 1
+		for j < b.n && b.socks[j] == s {
+			j++
+		}
+		for i < j {
+			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd),
+				uintptr(unsafe.Pointer(&b.hdrs[i])), uintptr(j-i), unix.MSG_DONTWAIT, 0, 0)
+			switch {
+			case errno == unix.EINTR:
+				continue
+			case errno != 0:
+				// The first datagram of the run failed; count it and
+				// carry on with the rest.
+				failed(s, os.NewSyscallError("sendmmsg", errno))
+				i++
+			default:
+				i += int(r)
+			}
+		}
+		i = j
+	}
+	for i := 0; i < b.n; i++ {
+		b.socks[i] = nil
+	}
+	b.n = 0
+	b.arena = b.arena[:0]
+}
+
+// poller waits until one of an endpoint's sockets is readable. A server
+// has many sockets and uses epoll; a client has one and uses poll, so that
+// a process with thousands of client endpoints needs no epoll descriptor
+// for each.
+type poller struct {
+	epfd   int // -1 until the endpoint has more than one socket
+	events [batchSize]unix.EpollEvent
+	single int // the fd to poll while epfd is -1
+}
+
+func newPoller() *poller { return &poller{epfd: -1, single: -1} }
+
+func (p *poller) add(s *udpSocket, multi bool) error {
+	if !multi {
+		p.single = s.fd
+		return nil
+	}
+	if p.epfd < 0 {
+		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			return os.NewSyscallError("epoll_create1", err)
+		}
+		p.epfd = fd
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.slot)}
+	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev))
+}
+
+func (p *poller) remove(s *udpSocket) {
+	if p.epfd >= 0 {
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+	}
+	if p.single == s.fd {
+		p.single = -1
+	}
+}
+
+// wait blocks up to d for a socket to become readable and returns the
+// slots of the readable sockets (for a single socket, slot 0). d <= 0
+// does not block.
+func (p *poller) wait(d time.Duration, ready []int) ([]int, error) {
+	ms := 0
+	if d > 0 {
+		ms = int((d + time.Millisecond - 1) / time.Millisecond)
+	}
+	if p.epfd >= 0 {
+		n, err := unix.EpollWait(p.epfd, p.events[:], ms)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				return ready, nil
+			}
+			return ready, os.NewSyscallError("epoll_wait", err)
+		}
+		for _, ev := range p.events[:n] {
+			ready = append(ready, int(ev.Fd))
+		}
+		return ready, nil
+	}
+	if p.single < 0 {
+		if ms > 0 {
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		}
+		return ready, nil
+	}
+	fds := [1]unix.PollFd{{Fd: int32(p.single), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds[:], ms)
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		return ready, os.NewSyscallError("poll", err)
+	}
+	if n > 0 {
+		ready = append(ready, 0)
+	}
+	return ready, nil
+}
+
+func (p *poller) close() {
+	if p.epfd >= 0 {
+		unix.Close(p.epfd)
+		p.epfd = -1
+	}
+}
+
+// opError wraps err the way package net does, naming the operation and
+// the address: "listen udp 127.0.0.1:1234: bind: address already in use".
+func opError(op string, addr netip.AddrPort, err error) error {
+	return &net.OpError{Op: op, Net: "udp", Addr: net.UDPAddrFromAddrPort(addr), Err: err}
+}
+
+// isTemporary reports whether a send error is a condition of the network
+// (no route, refused, buffer full) rather than a broken socket.
+func isTemporary(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno)
+}
