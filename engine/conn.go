@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 )
 
 // Errors that Send returns. They are runtime conditions, not mistakes in
@@ -469,4 +470,9 @@ func (q *queue) pop() {
 	if q.head == len(q.msgs) {
 		q.msgs, q.head = q.msgs[:0], 0
 	}
+}
+
+// SendString is Send for a string, without copying it first.
+func (c *Conn) SendString(msg string) error {
+	return c.Send(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }

@@ -666,3 +666,6 @@ func (e *Endpoint) anyClosing() bool {
 	}
 	return false
 }
+
+// Closed reports whether Close was called.
+func (e *Endpoint) Closed() bool { return e.closed }

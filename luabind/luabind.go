@@ -4,23 +4,102 @@
 // use the API of the original Lua library unchanged. The Lua side of the
 // class lives in lua/UDPIPE.lua; this package supplies the Go half that it
 // calls ("udpipe.core") and a small LuaSocket-like "socket" module.
+//
+// Each Lua instance owns one engine.Endpoint. Its events are handed to the
+// instance's callbacks (onNewMessage, ...) from inside step(), on the
+// goroutine running the script; the binding starts no goroutine.
 package luabind
 
 import (
+	"sync"
+	"sync/atomic"
+
+	luasrc "github.com/udpipe/udpipe/lua"
 	lua "github.com/yuin/gopher-lua"
 )
+
+// hostState is what the binding keeps for one *lua.LState.
+type hostState struct {
+	instances map[*instance]struct{} // open instances, for CloseAll
+	interrupt atomic.Pointer[string] // set by Interrupt, read by step and sleep
+}
+
+// states maps each installed *lua.LState to its hostState. Interrupt may
+// come from any goroutine, hence the lock.
+var (
+	statesMu sync.Mutex
+	states   = map[*lua.LState]*hostState{}
+)
+
+func stateOf(L *lua.LState) *hostState {
+	statesMu.Lock()
+	defer statesMu.Unlock()
+	hs := states[L]
+	if hs == nil {
+		hs = &hostState{instances: map[*instance]struct{}{}}
+		states[L] = hs
+	}
+	return hs
+}
 
 // Install preloads the modules UDPIPE, UDPIPEVERBOSE, udpipe.core and socket
 // into L, so that require finds them.
 func Install(L *lua.LState) {
+	stateOf(L)
+	L.PreloadModule("udpipe.core", loadCore)
+	L.PreloadModule("UDPIPE", luaModule(L, "UDPIPE.lua", luasrc.UDPIPE))
+	L.PreloadModule("UDPIPEVERBOSE", luaModule(L, "UDPIPEVERBOSE.lua", luasrc.UDPIPEVERBOSE))
 	L.PreloadModule("socket", loadSocket)
 }
 
+// luaModule returns a loader that runs an embedded Lua source.
+func luaModule(L *lua.LState, name, src string) lua.LGFunction {
+	return func(L *lua.LState) int {
+		fn, err := L.LoadString(src)
+		if err != nil {
+			L.RaiseError("%s: %v", name, err)
+		}
+		L.Push(fn)
+		L.Call(0, 1)
+		return 1
+	}
+}
+
 // CloseAll closes every UDPIPE instance created in L: peers are sent CLOSE
-// and the sockets are released. The host calls it when a script ends.
-func CloseAll(L *lua.LState) {}
+// and the sockets are released. Callbacks such as onClose still run; an
+// error raised in one is ignored, as the script is over. The host calls it
+// when a script ends.
+func CloseAll(L *lua.LState) {
+	hs := stateOf(L)
+	for inst := range hs.instances {
+		closer := L.NewFunction(func(L *lua.LState) int {
+			inst.closeAll()
+			return 0
+		})
+		L.Push(closer)
+		if err := L.PCall(0, 0, nil); err != nil {
+			inst.closeAll() // the callback failed; make sure the sockets go
+		}
+	}
+}
 
 // Interrupt asks the script running in L to stop: the next step() or
 // socket.sleep() raises a Lua error carrying why. It is safe to call from
 // any goroutine (a signal handler, for instance).
-func Interrupt(L *lua.LState, why string) {}
+func Interrupt(L *lua.LState, why string) {
+	stateOf(L).interrupt.Store(&why)
+}
+
+// interrupted reports whether Interrupt was called for L, and why.
+func interrupted(L *lua.LState) (string, bool) {
+	statesMu.Lock()
+	hs := states[L]
+	statesMu.Unlock()
+	if hs == nil {
+		return "", false
+	}
+	if why := hs.interrupt.Load(); why != nil {
+		return *why, true
+	}
+	return "", false
+}

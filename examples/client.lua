@@ -1,0 +1,1 @@
+UDPIPE=require 'UDPIPE' client=UDPIPE() host, port='127.0.0.1', 1234 client:connect(host, port) function client:onConnect(sock) self:send("HelloWorld") end function client:onNewMessage(msg) print('Got message:', msg) end while true do client:step() end

@@ -1,0 +1,1 @@
+UDPIPE=require 'UDPIPE' server=UDPIPE() host, port='127.0.0.1', 1234 server:start(port, host) function server:onNewMessage(msg, sock) self:send('Reply from server: '..msg, sock) end while true do server:step() end
