@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"time"
 
@@ -85,7 +84,7 @@ func self(L *lua.LState) *instance {
 // newEndpoint gives the instance a fresh endpoint, keeping the settings
 // and counters of the previous one.
 func (in *instance) newEndpoint() {
-	cfg := engine.Config{}
+	cfg := engine.Config{Clock: in.hs.clock}
 	if in.ep != nil {
 		cfg = in.ep.Config()
 		st := in.ep.Stats()
@@ -93,7 +92,7 @@ func (in *instance) newEndpoint() {
 		in.pastReceived += st.Received
 	}
 	if in.debug {
-		cfg.Debug = os.Stderr
+		cfg.Debug = in.hs.debugWriter()
 	}
 	in.ep = engine.New(cfg, in.handle)
 	in.hs.instances[in] = struct{}{}
@@ -149,7 +148,7 @@ func coreSetDebug(L *lua.LState) int {
 	in.configure(func(c *engine.Config) {
 		c.Debug = nil
 		if in.debug {
-			c.Debug = os.Stderr
+			c.Debug = in.hs.debugWriter()
 		}
 	})
 	return 0

@@ -11,9 +11,12 @@
 package luabind
 
 import (
+	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 
+	"github.com/udpipe/udpipe/engine"
 	luasrc "github.com/udpipe/udpipe/lua"
 	lua "github.com/yuin/gopher-lua"
 )
@@ -21,6 +24,8 @@ import (
 // hostState is what the binding keeps for one *lua.LState.
 type hostState struct {
 	instances map[*instance]struct{} // open instances, for CloseAll
+	clock     engine.Clock           // nil: the engine's default, the system clock
+	debugOut  io.Writer              // where debugging lines go; nil: os.Stderr
 	interrupt atomic.Pointer[string] // set by Interrupt, read by step and sleep
 }
 
@@ -102,4 +107,24 @@ func interrupted(L *lua.LState) (string, bool) {
 		return *why, true
 	}
 	return "", false
+}
+
+// SetClock makes the instances created in L from now on run their timers
+// on c. Tests use an engine.ManualClock to run stalls and timeouts without
+// waiting for them.
+func SetClock(L *lua.LState, c engine.Clock) {
+	stateOf(L).clock = c
+}
+
+// SetDebugOutput sends the debugging lines of the instances of L (setDebug,
+// UDPIPEVERBOSE) to w instead of os.Stderr.
+func SetDebugOutput(L *lua.LState, w io.Writer) {
+	stateOf(L).debugOut = w
+}
+
+func (hs *hostState) debugWriter() io.Writer {
+	if hs.debugOut != nil {
+		return hs.debugOut
+	}
+	return os.Stderr
 }
