@@ -43,14 +43,15 @@ type Endpoint struct {
 	byPeer   map[netip.AddrPort]*Conn
 	timers   timerHeap
 
-	events   []Event // reported but not yet handed to the handler
-	evHead   int     // events before it are handed out
-	rx       *recvBatch
-	rxUsed   int // datagrams of rx that events may still refer to
-	tx       *sendBatch
-	ready    []int
-	stepping bool // inside Step: sends wait in tx for the end of the step
-	closed   bool
+	events      []Event // reported but not yet handed to the handler
+	evHead      int     // events before it are handed out
+	dispatching int     // depth of dispatch calls (Close in a handler nests one)
+	rx          *recvBatch
+	rxUsed      int // datagrams of rx that events may still refer to
+	tx          *sendBatch
+	ready       []int
+	stepping    bool // inside Step: sends wait in tx for the end of the step
+	closed      bool
 
 	stats Stats
 }
@@ -498,17 +499,24 @@ func (e *Endpoint) runTimers() {
 
 // dispatch hands the pending events to the handler, oldest first. An
 // event is taken off the queue before its handler runs, so a panicking
-// handler does not see it twice.
+// handler does not see it twice. The handler gets a pointer into the
+// queue (no copy to the heap); the queue is only rewound by the outermost
+// dispatch, so a handler that causes a nested dispatch (by calling Close)
+// still reads its own event.
 func (e *Endpoint) dispatch() {
+	e.dispatching++
+	defer func() { e.dispatching-- }()
 	for e.evHead < len(e.events) {
-		ev := e.events[e.evHead]
-		e.events[e.evHead] = Event{}
+		ev := &e.events[e.evHead]
 		e.evHead++
 		if e.handler != nil {
-			e.handler(&ev)
+			e.handler(ev)
 		}
 	}
-	e.events, e.evHead = e.events[:0], 0
+	if e.dispatching == 1 {
+		clear(e.events)
+		e.events, e.evHead = e.events[:0], 0
+	}
 }
 
 func (e *Endpoint) releaseRecvBatch() {
