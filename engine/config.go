@@ -46,6 +46,17 @@ type Config struct {
 	// HELLO but not yet claimed by CONNECT. Default 256.
 	MaxHalfOpen int
 
+	// HelloRate bounds the replies to HELLO (CONNECT <ip> <port>, GO AWAY!)
+	// that one source IP gets per second, so that forged HELLOs cannot
+	// make the server reflect traffic at a victim. Default 20; negative:
+	// no limit. HelloBurst is how many may go at once. Default 40.
+	HelloRate  float64
+	HelloBurst int
+	// LimitLoopback applies HelloRate to loopback sources too. They are
+	// exempt by default: a loopback source cannot be forged from outside
+	// the machine, and local tests connect many clients from one address.
+	LimitLoopback bool
+
 	// Clock runs the timers. Default SystemClock.
 	Clock Clock
 	// Debug, when not nil, receives one line for every datagram sent and
@@ -79,6 +90,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxHalfOpen <= 0 {
 		c.MaxHalfOpen = 256
+	}
+	if c.HelloRate == 0 {
+		c.HelloRate = 20
+	}
+	if c.HelloBurst <= 0 {
+		c.HelloBurst = 40
 	}
 	if c.MaxClients < 0 {
 		c.MaxClients = 0

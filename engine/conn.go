@@ -48,6 +48,8 @@ type transport interface {
 	release(c *Conn)
 	// debugf writes a line of debugging output, when debugging is on.
 	debugf(format string, args ...any)
+	// stateChanged tells that c went from the state from to c.state.
+	stateChanged(c *Conn, from State)
 }
 
 // ConnStats are the counters of one connection.
@@ -130,9 +132,15 @@ func (c *Conn) String() string {
 	return fmt.Sprintf("udpipe connection %v->%v (%v)", c.local, c.PeerAddr(), c.state)
 }
 
+func (c *Conn) setState(s State) {
+	from := c.state
+	c.state = s
+	c.t.stateChanged(c, from)
+}
+
 // startClient begins a client's handshake: HELLO to the server.
 func (c *Conn) startClient(now time.Time) {
-	c.state = StateHello
+	c.setState(StateHello)
 	c.opened, c.lastHeard = now, now
 	c.sendHello()
 	c.nextRetry = now.Add(c.cfg.RetryInterval)
@@ -142,7 +150,7 @@ func (c *Conn) startClient(now time.Time) {
 // startServer sets up a server's data socket offered to a client whose
 // HELLO was accepted; it waits for CONNECT.
 func (c *Conn) startServer(now time.Time) {
-	c.state = StateConnecting
+	c.setState(StateConnecting)
 	c.opened, c.lastHeard = now, now
 	c.t.wake(c, now.Add(c.cfg.ConnectTimeout))
 }
@@ -209,7 +217,7 @@ func (c *Conn) Close() {
 	case StateClosing, StateClosed:
 		return
 	case StateConnected:
-		c.state = StateClosing
+		c.setState(StateClosing)
 		c.retries = 0
 		c.transmitWord(wordClose)
 		c.nextRetry = c.cfg.Clock.Now().Add(c.cfg.RetryInterval)
@@ -228,7 +236,7 @@ func (c *Conn) finish(kind EventKind, data []byte) {
 	}
 	unsent := c.queue.len()
 	c.queue.clear()
-	c.state = StateClosed
+	c.setState(StateClosed)
 	c.t.debugf("%v: %v (%d unsent)", c, kind, unsent)
 	c.t.release(c)
 	if kind != 0 {
@@ -262,12 +270,15 @@ func (c *Conn) fromServer(now time.Time, from netip.AddrPort, b []byte) {
 			return
 		}
 		sc := d.Addr
-		if sc.Addr().IsUnspecified() {
+		if sc.Addr().IsUnspecified() || sc.Addr().Is4() != c.server.Addr().Is4() {
+			// The data socket has the IP of S. An unspecified address, or
+			// one of the other family (our socket could not reach it),
+			// means: where you reached me.
 			sc = netip.AddrPortFrom(c.server.Addr(), sc.Port())
 		}
 		c.stats.Received++
 		c.peer = sc
-		c.state = StateConnecting
+		c.setState(StateConnecting)
 		c.t.debugf("%v: connecting", c)
 		c.t.emit(Event{Kind: EventConnecting, Conn: c, Addr: sc})
 		c.transmitWord(wordConnect)
@@ -360,7 +371,7 @@ func (c *Conn) connectedDatagram(now time.Time, d Datagram, b []byte) {
 // becomeConnected opens the connection and sends what was queued while it
 // was being set up.
 func (c *Conn) becomeConnected(now time.Time) {
-	c.state = StateConnected
+	c.setState(StateConnected)
 	c.lastHeard, c.lastPing = now, now
 	c.t.debugf("%v: connected", c)
 	c.t.emit(Event{Kind: EventConnect, Conn: c, Addr: c.peer})

@@ -23,9 +23,13 @@ type Stats struct {
 	Sent       uint64 // datagrams sent, control and data
 	Received   uint64 // datagrams received, control and data
 	Dropped    uint64 // datagrams received and refused (strangers, malformed, not valid now)
-	SendErrors uint64 // datagrams the operating system refused to send
+	SendErrors uint64 // datagrams the operating system refused to send, and ICMP errors
 	HalfOpen   int    // server: data sockets offered and not yet claimed
-	Clients    int    // server: connected clients
+	Clients    int    // server: connected clients (client: 1 while connected)
+
+	RateLimited uint64 // server: HELLOs not answered, as their source IP was over HelloRate
+	Evicted     uint64 // server: half-open sockets given back early to make room
+	SimLost     uint64 // datagrams the conditioner (Simulation, Blackout) lost
 }
 
 // Endpoint is a UDPIPE server or client: its sockets, its connections and
@@ -47,11 +51,14 @@ type Endpoint struct {
 	evHead      int     // events before it are handed out
 	dispatching int     // depth of dispatch calls (Close in a handler nests one)
 	rx          *recvBatch
-	rxUsed      int // datagrams of rx that events may still refer to
 	tx          *sendBatch
 	ready       []int
 	stepping    bool // inside Step: sends wait in tx for the end of the step
 	closed      bool
+
+	halfOpen  []*Conn // server: half-open connections, oldest first (may hold stale entries)
+	limiter   helloLimiter
+	simulated *conditioner // nil unless a Simulation or a Blackout is on
 
 	stats Stats
 }
@@ -92,15 +99,7 @@ func (e *Endpoint) SetConfig(cfg Config) {
 
 // Stats returns the endpoint's counters.
 func (e *Endpoint) Stats() Stats {
-	s := e.stats
-	for _, c := range e.byPeer {
-		if c.state == StateConnected {
-			s.Clients++
-		} else {
-			s.HalfOpen++
-		}
-	}
-	return s
+	return e.stats
 }
 
 // Listen makes the endpoint a server on addr (host:port; an empty host is
@@ -372,6 +371,14 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 		e.stats.Dropped++
 		return
 	}
+	// Every HELLO gets an answer; answers to unverified sources are
+	// rate-limited.
+	if e.cfg.HelloRate > 0 && (e.cfg.LimitLoopback || !from.Addr().IsLoopback()) &&
+		!e.limiter.allow(from.Addr(), now, e.cfg.HelloRate, e.cfg.HelloBurst) {
+		e.stats.Dropped++
+		e.stats.RateLimited++
+		return
+	}
 	if c := e.byPeer[from]; c != nil {
 		// A repeat: the client lost our answer. Same socket, same answer.
 		e.sendConnectTo(c)
@@ -387,9 +394,8 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 		e.emit(Event{Kind: EventMaxClients, Data: b, Addr: from})
 		return
 	}
-	if e.halfOpen() >= e.cfg.MaxHalfOpen {
-		e.stats.Dropped++
-		return
+	for e.stats.HalfOpen >= e.cfg.MaxHalfOpen {
+		e.evictOldestHalfOpen()
 	}
 	// The data socket listens where S does; when S listens everywhere,
 	// announce the address the client reached us at.
@@ -424,14 +430,21 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 	c.startServer(now)
 }
 
-func (e *Endpoint) halfOpen() int {
-	n := 0
-	for _, c := range e.byPeer {
+// evictOldestHalfOpen gives back the socket of the oldest half-open
+// connection. Under a flood of HELLOs this keeps the sockets to the cap,
+// while a real client, which claims its socket within a round trip, gets
+// in: it is the newest, the last to go.
+func (e *Endpoint) evictOldestHalfOpen() {
+	for len(e.halfOpen) > 0 {
+		c := e.halfOpen[0]
+		e.halfOpen[0] = nil
+		e.halfOpen = e.halfOpen[1:]
 		if c.state == StateConnecting {
-			n++
+			e.stats.Evicted++
+			c.finish(0, nil)
+			return
 		}
 	}
-	return n
 }
 
 func (e *Endpoint) sendConnectTo(c *Conn) {
@@ -529,6 +542,11 @@ func (e *Endpoint) releaseRecvBatch() {
 // send queues a datagram on s. Inside Step it waits for the end of the
 // step, to go out in one batch with the others; outside, it goes at once.
 func (e *Endpoint) send(s *udpSocket, to netip.AddrPort, b []byte) {
+	if !s.canReach(to) {
+		e.stats.SendErrors++
+		e.debugf("send from %v to %v: address family not supported", s.local, to)
+		return
+	}
 	e.stats.Sent++
 	if e.cfg.Debug != nil {
 		e.debugf("send %v -> %v %s", s.local, to, quote(b))
@@ -574,6 +592,21 @@ func (e *Endpoint) wake(c *Conn, t time.Time) {
 	if c.wakeAt.IsZero() || t.Before(c.wakeAt) {
 		c.wakeAt = t
 		e.timers.push(timerEntry{at: t, conn: c})
+	}
+}
+
+func (e *Endpoint) stateChanged(c *Conn, from State) {
+	switch {
+	case c.isServer && c.state == StateConnecting:
+		e.stats.HalfOpen++
+		e.halfOpen = append(e.halfOpen, c)
+	case c.isServer && from == StateConnecting:
+		e.stats.HalfOpen--
+	}
+	if c.state == StateConnected {
+		e.stats.Clients++
+	} else if from == StateConnected {
+		e.stats.Clients--
 	}
 }
 

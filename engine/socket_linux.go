@@ -60,6 +60,12 @@ func openUDP(laddr netip.AddrPort) (*udpSocket, error) {
 	return &udpSocket{fd: fd, family: family, local: addrPortOf(sa)}, nil
 }
 
+// canReach reports whether s can send to addr: an IPv4 socket cannot
+// reach an IPv6 address.
+func (s *udpSocket) canReach(addr netip.AddrPort) bool {
+	return s.family == unix.AF_INET6 || addr.Addr().Unmap().Is4()
+}
+
 func (s *udpSocket) close() error {
 	return unix.Close(s.fd)
 }
