@@ -251,6 +251,7 @@ func (e *Endpoint) Step(timeout time.Duration) (err error) {
 	if err != nil {
 		return err
 	}
+	e.sendDelayed()
 	e.runTimers()
 	if handled || e.evHead < len(e.events) || timeout <= 0 {
 		e.dispatch()
@@ -258,15 +259,20 @@ func (e *Endpoint) Step(timeout time.Duration) (err error) {
 	}
 	// Nothing yet: wait for a datagram, but no longer than the next timer.
 	wait := timeout
+	now := e.cfg.Clock.Now()
 	if at, ok := e.timers.next(); ok {
-		if d := at.Sub(e.cfg.Clock.Now()); d < wait {
-			wait = max(d, 0)
+		wait = min(wait, max(at.Sub(now), 0))
+	}
+	if e.simulated != nil {
+		if at, ok := e.simulated.next(); ok {
+			wait = min(wait, max(at.Sub(now), 0))
 		}
 	}
 	e.flushSends() // nothing may sit unsent while we sleep
 	if _, err := e.readWaiting(wait); err != nil {
 		return err
 	}
+	e.sendDelayed()
 	e.runTimers()
 	e.dispatch()
 	return nil
@@ -336,6 +342,11 @@ func (e *Endpoint) readReady() int {
 		}
 		for i := total; i < total+n; i++ {
 			b, from := e.rx.datagram(i)
+			if e.simulated != nil && e.simulated.dropIncoming(now) {
+				e.stats.SimLost++
+				e.debugf("recv %v <- %v lost (simulated)", s.local, from)
+				continue
+			}
 			e.receive(now, s, from, b)
 		}
 		total += n
@@ -551,6 +562,15 @@ func (e *Endpoint) send(s *udpSocket, to netip.AddrPort, b []byte) {
 	if e.cfg.Debug != nil {
 		e.debugf("send %v -> %v %s", s.local, to, quote(b))
 	}
+	if e.simulated != nil {
+		e.sendSimulated(s, to, b)
+		return
+	}
+	e.sendNow(s, to, b)
+}
+
+// sendNow queues a datagram for the kernel (see send).
+func (e *Endpoint) sendNow(s *udpSocket, to netip.AddrPort, b []byte) {
 	if e.tx == nil {
 		e.tx = sendBatches.Get().(*sendBatch)
 	} else if !e.tx.room(len(b)) {
@@ -710,3 +730,63 @@ func (e *Endpoint) anyClosing() bool {
 
 // Closed reports whether Close was called.
 func (e *Endpoint) Closed() bool { return e.closed }
+
+// SetSimulation puts a simulated bad network between the endpoint and the
+// real one (see Simulation); nil takes it away. Datagrams being delayed
+// still go out when due.
+func (e *Endpoint) SetSimulation(sim *Simulation) {
+	switch {
+	case sim != nil:
+		old := e.simulated
+		e.simulated = newConditioner(*sim)
+		if old != nil {
+			e.simulated.blackoutUntil = old.blackoutUntil
+			e.simulated.delayed = old.delayed
+		}
+	case e.simulated != nil && len(e.simulated.delayed) == 0 && !e.simulated.blackedOut(e.cfg.Clock.Now()):
+		e.simulated = nil
+	case e.simulated != nil:
+		e.simulated.sim = Simulation{} // keep the blackout and the held datagrams
+	}
+}
+
+// Blackout simulates an outage of the network: for d from now, every
+// datagram sent or received is lost.
+func (e *Endpoint) Blackout(d time.Duration) {
+	if e.simulated == nil {
+		e.simulated = newConditioner(Simulation{})
+	}
+	e.simulated.blackoutUntil = e.cfg.Clock.Now().Add(d)
+	e.debugf("blackout for %v", d)
+}
+
+// sendSimulated passes a datagram through the conditioner.
+func (e *Endpoint) sendSimulated(s *udpSocket, to netip.AddrPort, b []byte) {
+	now := e.cfg.Clock.Now()
+	copies, delay := e.simulated.outgoing(now)
+	if copies == 0 {
+		e.stats.SimLost++
+		e.debugf("send %v -> %v lost (simulated)", s.local, to)
+		return
+	}
+	for i := 0; i < copies; i++ {
+		if delay > 0 {
+			e.simulated.hold(now.Add(delay), s, to, b)
+		} else {
+			e.sendNow(s, to, b)
+		}
+	}
+}
+
+// sendDelayed sends the datagrams the conditioner held that are due, if
+// their socket is still open.
+func (e *Endpoint) sendDelayed() {
+	if e.simulated == nil {
+		return
+	}
+	for _, d := range e.simulated.takeDue(e.cfg.Clock.Now()) {
+		if d.sock.slot < len(e.socks) && e.socks[d.sock.slot] == d.sock {
+			e.sendNow(d.sock, d.to, d.data)
+		}
+	}
+}

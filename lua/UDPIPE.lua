@@ -78,6 +78,12 @@ UDPIPE.getStats = core.getStats
 -- getAddress(): ip, port of the listening socket (server) or of the
 -- client's socket; useful after start(0).
 UDPIPE.getAddress = core.getAddress
+-- setSimulation{loss=0.2, delay=0.05, jitter=0.01, duplicate=0.01, seed=1}:
+-- a simulated bad network between this instance and the real one, for
+-- testing scripts; setSimulation(nil) turns it off.
+UDPIPE.setSimulation = core.setSimulation
+-- blackout(seconds): a simulated outage: nothing goes in or out for that long.
+UDPIPE.blackout = core.blackout
 
 -- Callbacks of the original. They do nothing until a script defines them.
 

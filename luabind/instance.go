@@ -58,6 +58,8 @@ func loadCore(L *lua.LState) int {
 		"getClients":           coreGetClients,
 		"getStats":             coreGetStats,
 		"getAddress":           coreGetAddress,
+		"setSimulation":        coreSetSimulation,
+		"blackout":             coreBlackout,
 	})
 	L.Push(mod)
 	return 1
@@ -388,6 +390,9 @@ func coreGetStats(L *lua.LState) int {
 		t.RawSetString("sendErrors", lua.LNumber(st.SendErrors))
 		t.RawSetString("clients", lua.LNumber(st.Clients))
 		t.RawSetString("halfOpen", lua.LNumber(st.HalfOpen))
+		t.RawSetString("rateLimited", lua.LNumber(st.RateLimited))
+		t.RawSetString("evicted", lua.LNumber(st.Evicted))
+		t.RawSetString("simLost", lua.LNumber(st.SimLost))
 	}
 	L.Push(t)
 	return 1
@@ -411,4 +416,58 @@ func pushAddr(L *lua.LState, ap netip.AddrPort) int {
 	return 2
 }
 
-var _ = fmt.Sprint
+// setSimulation{loss=, duplicate=, delay=, jitter=, seed=}: a simulated
+// bad network (times in seconds, chances from 0 to 1); nil or no argument
+// turns it off.
+func coreSetSimulation(L *lua.LState) int {
+	in := self(L)
+	if L.Get(2) == lua.LNil {
+		in.ep.SetSimulation(nil)
+		return 0
+	}
+	t := L.CheckTable(2)
+	chance := func(name string) float64 {
+		v := t.RawGetString(name)
+		if v == lua.LNil {
+			return 0
+		}
+		n, ok := v.(lua.LNumber)
+		if !ok || n < 0 || n > 1 {
+			L.ArgError(2, fmt.Sprintf("%s must be a number from 0 to 1", name))
+		}
+		return float64(n)
+	}
+	duration := func(name string) time.Duration {
+		v := t.RawGetString(name)
+		if v == lua.LNil {
+			return 0
+		}
+		n, ok := v.(lua.LNumber)
+		if !ok || n < 0 {
+			L.ArgError(2, fmt.Sprintf("%s must be a number of seconds, not negative", name))
+		}
+		return seconds(n)
+	}
+	sim := engine.Simulation{
+		Loss:      chance("loss"),
+		Duplicate: chance("duplicate"),
+		Delay:     duration("delay"),
+		Jitter:    duration("jitter"),
+	}
+	if v, ok := t.RawGetString("seed").(lua.LNumber); ok {
+		sim.Seed = uint64(v)
+	}
+	in.ep.SetSimulation(&sim)
+	return 0
+}
+
+// blackout(seconds): every datagram sent or received is lost for that long.
+func coreBlackout(L *lua.LState) int {
+	in := self(L)
+	d := L.CheckNumber(2)
+	if d < 0 {
+		L.ArgError(2, "must not be negative")
+	}
+	in.ep.Blackout(seconds(d))
+	return 0
+}
