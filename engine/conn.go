@@ -487,3 +487,9 @@ func (q *queue) pop() {
 func (c *Conn) SendString(msg string) error {
 	return c.Send(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }
+
+// Endpoint returns the endpoint the connection belongs to.
+func (c *Conn) Endpoint() *Endpoint {
+	e, _ := c.t.(*Endpoint)
+	return e
+}
