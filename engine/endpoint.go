@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -56,7 +57,7 @@ type Endpoint struct {
 	stepping    bool // inside Step: sends wait in tx for the end of the step
 	closed      bool
 
-	halfOpen  []*Conn // server: half-open connections, oldest first (may hold stale entries)
+	halfOpen  []*Conn // server: half-open connections, oldest first
 	limiter   helloLimiter
 	simulated *conditioner // nil unless a Simulation or a Blackout is on
 
@@ -390,14 +391,14 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 		e.stats.RateLimited++
 		return
 	}
-	if c := e.byPeer[from]; c != nil {
-		// A repeat: the client lost our answer. Same socket, same answer.
-		e.sendConnectTo(c)
-		return
-	}
 	if string(d.Token) != e.cfg.Token {
 		e.sendWord(e.listener, from, wordGoAway)
 		e.emit(Event{Kind: EventBadToken, Data: b, Addr: from})
+		return
+	}
+	if c := e.byPeer[from]; c != nil {
+		// A repeat: the client lost our answer. Same socket, same answer.
+		e.sendConnectTo(c)
 		return
 	}
 	if e.cfg.MaxClients > 0 && len(e.byPeer) >= e.cfg.MaxClients {
@@ -446,15 +447,9 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 // while a real client, which claims its socket within a round trip, gets
 // in: it is the newest, the last to go.
 func (e *Endpoint) evictOldestHalfOpen() {
-	for len(e.halfOpen) > 0 {
-		c := e.halfOpen[0]
-		e.halfOpen[0] = nil
-		e.halfOpen = e.halfOpen[1:]
-		if c.state == StateConnecting {
-			e.stats.Evicted++
-			c.finish(0, nil)
-			return
-		}
+	if len(e.halfOpen) > 0 {
+		e.stats.Evicted++
+		e.halfOpen[0].finish(0, nil) // leaves e.halfOpen through stateChanged
 	}
 }
 
@@ -622,6 +617,9 @@ func (e *Endpoint) stateChanged(c *Conn, from State) {
 		e.halfOpen = append(e.halfOpen, c)
 	case c.isServer && from == StateConnecting:
 		e.stats.HalfOpen--
+		if i := slices.Index(e.halfOpen, c); i >= 0 {
+			e.halfOpen = slices.Delete(e.halfOpen, i, i+1)
+		}
 	}
 	if c.state == StateConnected {
 		e.stats.Clients++
@@ -685,7 +683,11 @@ func (e *Endpoint) Close() error {
 	e.stepping = wasStepping
 	e.dispatch()
 	e.poll.close()
-	e.releaseRecvBatch()
+	if !wasStepping {
+		// Inside Step, the handler that called Close may still be reading
+		// its event's data from the batch; endStep gives it back.
+		e.releaseRecvBatch()
+	}
 	return nil
 }
 
