@@ -32,6 +32,7 @@ const (
 
 var stateNames = [...]string{"hello", "connecting", "connected", "closing", "closed"}
 
+// String names the state: "hello", "connecting", "connected", ...
 func (s State) String() string { return stateNames[s] }
 
 // transport is what a connection's state machine needs from the layer

@@ -50,6 +50,7 @@ const (
 var eventNames = [...]string{"", "NewClient", "NewMessage", "Connect", "Connecting",
 	"Disconnect", "Close", "Stalled", "Unstalled", "MaxClients", "Ping", "Pong", "BadToken"}
 
+// String names the event as its Lua callback does, without "on".
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && k != 0 {
 		return eventNames[k]

@@ -44,6 +44,7 @@ const (
 var kindNames = [...]string{"data", "HELLO", "CONNECT <ip> <port>", "GO AWAY!",
 	"CONNECT", "CONNECTED", "PING", "PONG", "CLOSE", "CLOSED"}
 
+// String names the kind by its control word.
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]
