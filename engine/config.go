@@ -45,6 +45,10 @@ type Config struct {
 	// MaxHalfOpen bounds the data sockets that were offered in answer to a
 	// HELLO but not yet claimed by CONNECT. Default 256.
 	MaxHalfOpen int
+	// HalfOpenGrace is how long a half-open socket is safe from being
+	// given back to make room for a new HELLO: time for a real client to
+	// claim it. Default 0.1 s.
+	HalfOpenGrace time.Duration
 
 	// HelloRate bounds the replies to HELLO (CONNECT <ip> <port>, GO AWAY!)
 	// that one source IP gets per second, so that forged HELLOs cannot
@@ -79,6 +83,7 @@ func (c Config) withDefaults() Config {
 	setDuration(&c.RetryInterval, 500*time.Millisecond)
 	setDuration(&c.ConnectTimeout, 5*time.Second)
 	setDuration(&c.CloseLinger, 200*time.Millisecond)
+	setDuration(&c.HalfOpenGrace, 100*time.Millisecond)
 	setDuration(&c.PingInterval, time.Second)
 	setDuration(&c.StallTimeout, 3*time.Second)
 	setDuration(&c.DisconnectTimeout, 10*time.Second)

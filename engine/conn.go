@@ -81,13 +81,14 @@ type Conn struct {
 	peer     netip.AddrPort // where data goes: the client, or the server's data socket
 	local    netip.AddrPort // our socket's address
 
-	opened    time.Time // when the handshake began
-	lastHeard time.Time // when the peer was last heard
-	lastPing  time.Time // when we last sent PING
-	pingSent  time.Time // the PING awaiting its PONG, if any
-	nextRetry time.Time // when to re-send HELLO, CONNECT or CLOSE
-	retries   int       // CLOSE re-sends so far
-	stalled   bool
+	opened       time.Time // when the handshake began
+	lastHeard    time.Time // when the peer was last heard
+	lastPing     time.Time // when we last sent PING
+	pingSent     time.Time // the PING awaiting its PONG, if any
+	nextRetry    time.Time // when to re-send HELLO, CONNECT or CLOSE
+	retries      int       // CLOSE re-sends so far
+	connectTries int       // client: CONNECTs sent to the current data socket
+	stalled      bool
 
 	queue queue
 	stats ConnStats
@@ -138,6 +139,11 @@ func (c *Conn) setState(s State) {
 	c.state = s
 	c.t.stateChanged(c, from)
 }
+
+// helloAgainAfter is how many CONNECTs a client sends unanswered before it
+// also repeats its HELLO. Not at once: a server of the original library
+// may open a new socket for every HELLO.
+const helloAgainAfter = 2
 
 // startClient begins a client's handshake: HELLO to the server.
 func (c *Conn) startClient(now time.Time) {
@@ -265,11 +271,7 @@ func (c *Conn) fromServer(now time.Time, from netip.AddrPort, b []byte) {
 	d := Parse(b)
 	switch d.Kind {
 	case KindConnectTo:
-		if c.state == StateConnecting {
-			// Our CONNECT or their answer was lost and S repeats itself.
-			c.transmitWord(wordConnect)
-			return
-		}
+		c.stats.Received++
 		sc := d.Addr
 		if sc.Addr().IsUnspecified() || sc.Addr().Is4() != c.server.Addr().Is4() {
 			// The data socket has the IP of S. An unspecified address, or
@@ -277,12 +279,22 @@ func (c *Conn) fromServer(now time.Time, from netip.AddrPort, b []byte) {
 			// means: where you reached me.
 			sc = netip.AddrPortFrom(c.server.Addr(), sc.Port())
 		}
-		c.stats.Received++
+		if c.state == StateConnecting {
+			// S answers a HELLO we re-sent: with the same socket if our
+			// CONNECT was lost, with another if the server gave ours back.
+			if sc != c.peer {
+				c.t.debugf("%v: offered %v instead", c, sc)
+				c.peer = sc
+			}
+			c.transmitWord(wordConnect)
+			return
+		}
 		c.peer = sc
 		c.setState(StateConnecting)
 		c.t.debugf("%v: connecting", c)
 		c.t.emit(Event{Kind: EventConnecting, Conn: c, Addr: sc})
 		c.transmitWord(wordConnect)
+		c.connectTries = 1
 		c.nextRetry = now.Add(c.cfg.RetryInterval)
 		c.t.wake(c, c.nextRetry)
 	case KindGoAway:
@@ -409,6 +421,13 @@ func (c *Conn) tick(now time.Time) {
 				c.sendHello()
 			} else {
 				c.transmitWord(wordConnect)
+				c.connectTries++
+				if c.connectTries > helloAgainAfter {
+					// No answer from the data socket: a crowded server may
+					// have given it back. Ask S again; it answers a repeat
+					// with the same socket, or with a new one.
+					c.sendHello()
+				}
 			}
 			c.nextRetry = now.Add(cfg.RetryInterval)
 		}

@@ -30,6 +30,7 @@ type Stats struct {
 
 	RateLimited uint64 // server: HELLOs not answered, as their source IP was over HelloRate
 	Evicted     uint64 // server: half-open sockets given back early to make room
+	Crowded     uint64 // server: HELLOs dropped as the half-open sockets were at their cap
 	SimLost     uint64 // datagrams the conditioner (Simulation, Blackout) lost
 }
 
@@ -326,6 +327,13 @@ func (e *Endpoint) readReady() int {
 	}
 	now := e.cfg.Clock.Now()
 	total := 0
+	// The listening socket goes last: a CONNECT that claims a half-open
+	// socket is taken in before more HELLOs can crowd it out.
+	if e.listener != nil {
+		if i := slices.Index(e.ready, e.listener.slot); i >= 0 && i < len(e.ready)-1 {
+			e.ready = append(append(e.ready[:i], e.ready[i+1:]...), e.listener.slot)
+		}
+	}
 	for _, slot := range e.ready {
 		if total == batchSize {
 			break // the rest stay readable for the next round
@@ -406,8 +414,10 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 		e.emit(Event{Kind: EventMaxClients, Data: b, Addr: from})
 		return
 	}
-	for e.stats.HalfOpen >= e.cfg.MaxHalfOpen {
-		e.evictOldestHalfOpen()
+	if e.stats.HalfOpen >= e.cfg.MaxHalfOpen && !e.evictOldestHalfOpen(now) {
+		e.stats.Dropped++
+		e.stats.Crowded++
+		return
 	}
 	// The data socket listens where S does; when S listens everywhere,
 	// announce the address the client reached us at.
@@ -443,14 +453,20 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 }
 
 // evictOldestHalfOpen gives back the socket of the oldest half-open
-// connection. Under a flood of HELLOs this keeps the sockets to the cap,
-// while a real client, which claims its socket within a round trip, gets
-// in: it is the newest, the last to go.
-func (e *Endpoint) evictOldestHalfOpen() {
-	if len(e.halfOpen) > 0 {
-		e.stats.Evicted++
-		e.halfOpen[0].finish(0, nil) // leaves e.halfOpen through stateChanged
+// connection, if it has waited for its CONNECT longer than the grace
+// period, and reports whether it did. Under a flood of forged HELLOs this
+// keeps the sockets at the cap while real clients still get in: a real
+// client claims its socket within a round trip, inside the grace period,
+// and one that did not will send HELLO again. A crowd of real clients
+// arriving at once gets in as fast as it claims its sockets; the HELLOs
+// that find no room are dropped, and retried.
+func (e *Endpoint) evictOldestHalfOpen(now time.Time) bool {
+	if len(e.halfOpen) == 0 || now.Sub(e.halfOpen[0].opened) < e.cfg.HalfOpenGrace {
+		return false
 	}
+	e.stats.Evicted++
+	e.halfOpen[0].finish(0, nil) // leaves e.halfOpen through stateChanged
+	return true
 }
 
 func (e *Endpoint) sendConnectTo(c *Conn) {

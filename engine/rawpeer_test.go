@@ -665,6 +665,7 @@ func TestRawServerListenerIgnoresNonHello(t *testing.T) {
 func TestRawServerHalfOpen(t *testing.T) {
 	cfg := quietConfig()
 	cfg.MaxHalfOpen = 2
+	cfg.HalfOpenGrace = time.Nanosecond // evict at once; TestRawServerHalfOpenGrace checks the grace
 	cfg.ConnectTimeout = 150 * time.Millisecond
 	srv, rec, step := newRawServer(t, "127.0.0.1:0", cfg)
 	S := srv.Addr()
@@ -715,6 +716,7 @@ func TestRawServerHalfOpen(t *testing.T) {
 func TestRawServerHelloFlood(t *testing.T) {
 	cfg := quietConfig()
 	cfg.MaxHalfOpen = 4
+	cfg.HalfOpenGrace = 5 * time.Millisecond
 	srv, rec, step := newRawServer(t, "127.0.0.1:0", cfg)
 	var flood []*rawPeer
 	for i := 0; i < 20; i++ {
@@ -734,6 +736,7 @@ func TestRawServerHelloFlood(t *testing.T) {
 	for _, p := range flood {
 		p.sends(srv.Addr(), "HELLO")
 	}
+	stepFor(step, 10*time.Millisecond) // the flood's sockets outlive the grace period
 	rawConnect(t, real, srv, rec, step, "HELLO")
 	if st := srv.Stats(); st.Clients != 1 || st.HalfOpen > 4 {
 		t.Errorf("Stats %+v", st)
@@ -1222,5 +1225,35 @@ func TestRawServerNoFalseStallAfterPause(t *testing.T) {
 	}
 	if len(rec.messages()) < 10 {
 		t.Errorf("only %d messages", len(rec.messages()))
+	}
+}
+
+// A half-open socket younger than the grace period is not given back: a
+// HELLO that finds the cap reached is dropped (and counted) until the
+// oldest has waited that long, then it takes the oldest one's place.
+func TestRawServerHalfOpenGrace(t *testing.T) {
+	cfg := quietConfig()
+	cfg.MaxHalfOpen = 1
+	cfg.HalfOpenGrace = 100 * time.Millisecond
+	srv, _, step := newRawServer(t, "127.0.0.1:0", cfg)
+	S := srv.Addr()
+	first, second := newRawPeer(t, "127.0.0.1:0"), newRawPeer(t, "127.0.0.1:0")
+	first.sends(S, "HELLO")
+	if b, _ := first.recv(step); Parse(b).Kind != KindConnectTo {
+		t.Fatalf("first HELLO answered %q", b)
+	}
+	offered := time.Now()
+	second.sends(S, "HELLO")
+	second.expectNone(step, 20*time.Millisecond)
+	if st := srv.Stats(); st.Crowded != 1 || st.Evicted != 0 || st.HalfOpen != 1 {
+		t.Errorf("within the grace: Crowded %d Evicted %d HalfOpen %d, want 1 0 1", st.Crowded, st.Evicted, st.HalfOpen)
+	}
+	time.Sleep(100*time.Millisecond - time.Since(offered))
+	second.sends(S, "HELLO")
+	if b, _ := second.recv(step); Parse(b).Kind != KindConnectTo {
+		t.Fatalf("HELLO after the grace answered %q", b)
+	}
+	if st := srv.Stats(); st.Evicted != 1 || st.HalfOpen != 1 {
+		t.Errorf("after the grace: Evicted %d HalfOpen %d, want 1 1", st.Evicted, st.HalfOpen)
 	}
 }
