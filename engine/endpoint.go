@@ -26,11 +26,12 @@ type Stats struct {
 	Dropped    uint64 // datagrams received and refused (strangers, malformed, not valid now)
 	SendErrors uint64 // datagrams the operating system refused to send, and ICMP errors
 	HalfOpen   int    // server: data sockets offered and not yet claimed
+	Backlog    int    // server: HELLOs waiting for a half-open socket to be free
 	Clients    int    // server: connected clients (client: 1 while connected)
 
 	RateLimited uint64 // server: HELLOs not answered, as their source IP was over HelloRate
 	Evicted     uint64 // server: half-open sockets given back early to make room
-	Crowded     uint64 // server: HELLOs dropped as the half-open sockets were at their cap
+	Crowded     uint64 // server: HELLOs dropped as the half-open sockets and the backlog were full
 	SimLost     uint64 // datagrams the conditioner (Simulation, Blackout) lost
 }
 
@@ -58,7 +59,9 @@ type Endpoint struct {
 	stepping    bool // inside Step: sends wait in tx for the end of the step
 	closed      bool
 
-	halfOpen  []*Conn // server: half-open connections, oldest first
+	halfOpen  []*Conn        // server: half-open connections, oldest first
+	backlog   []pendingHello // server: HELLOs waiting for room, oldest first
+	inBacklog map[netip.AddrPort]struct{}
 	limiter   helloLimiter
 	simulated *conditioner // nil unless a Simulation or a Blackout is on
 
@@ -101,7 +104,9 @@ func (e *Endpoint) SetConfig(cfg Config) {
 
 // Stats returns the endpoint's counters.
 func (e *Endpoint) Stats() Stats {
-	return e.stats
+	s := e.stats
+	s.Backlog = len(e.backlog)
+	return s
 }
 
 // Listen makes the endpoint a server on addr (host:port; an empty host is
@@ -255,6 +260,9 @@ func (e *Endpoint) Step(timeout time.Duration) (err error) {
 	}
 	e.sendDelayed()
 	e.runTimers()
+	if len(e.backlog) > 0 {
+		e.admitBacklog(e.cfg.Clock.Now())
+	}
 	if handled || e.evHead < len(e.events) || timeout <= 0 {
 		e.dispatch()
 		return nil
@@ -269,6 +277,10 @@ func (e *Endpoint) Step(timeout time.Duration) (err error) {
 		if at, ok := e.simulated.next(); ok {
 			wait = min(wait, max(at.Sub(now), 0))
 		}
+	}
+	if len(e.backlog) > 0 && len(e.halfOpen) > 0 {
+		// Room comes when the oldest half-open socket's grace is over.
+		wait = min(wait, max(e.halfOpen[0].opened.Add(e.cfg.HalfOpenGrace).Sub(now), 0))
 	}
 	e.flushSends() // nothing may sit unsent while we sleep
 	if _, err := e.readWaiting(wait); err != nil {
@@ -311,6 +323,9 @@ func (e *Endpoint) readWaiting(wait time.Duration) (bool, error) {
 			break
 		}
 		handled = true
+		if len(e.backlog) > 0 {
+			e.admitBacklog(e.cfg.Clock.Now())
+		}
 		e.dispatch()
 		if n < batchSize {
 			break
@@ -409,14 +424,19 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 		e.sendConnectTo(c)
 		return
 	}
+	if e.stats.HalfOpen >= e.cfg.MaxHalfOpen && !e.evictOldestHalfOpen(now) {
+		e.deferHello(now, from, b)
+		return
+	}
+	e.admit(now, from, b)
+}
+
+// admit opens a data socket for the client at from, whose HELLO b was
+// accepted, and offers it: "CONNECT <ip> <port>".
+func (e *Endpoint) admit(now time.Time, from netip.AddrPort, b []byte) {
 	if e.cfg.MaxClients > 0 && len(e.byPeer) >= e.cfg.MaxClients {
 		e.sendWord(e.listener, from, wordGoAway)
 		e.emit(Event{Kind: EventMaxClients, Data: b, Addr: from})
-		return
-	}
-	if e.stats.HalfOpen >= e.cfg.MaxHalfOpen && !e.evictOldestHalfOpen(now) {
-		e.stats.Dropped++
-		e.stats.Crowded++
 		return
 	}
 	// The data socket listens where S does; when S listens everywhere,
@@ -450,6 +470,66 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 	e.sendConnectTo(c)
 	e.emit(Event{Kind: EventNewClient, Conn: c, Data: b, Addr: from, Local: c.local})
 	c.startServer(now)
+}
+
+// pendingHello is a HELLO that found the half-open sockets at their cap;
+// it waits in the backlog for room.
+type pendingHello struct {
+	from  netip.AddrPort
+	hello []byte // a copy of the datagram, for EventNewClient
+	at    time.Time
+}
+
+// deferHello puts a HELLO in the backlog. A crowd of real clients arriving
+// at once is then let in as fast as the ones before them claim their
+// sockets, rather than a retry interval at a time. The backlog holds no
+// socket, is bounded (the oldest goes first), and keeps one entry per
+// address; under a flood it just turns over.
+func (e *Endpoint) deferHello(now time.Time, from netip.AddrPort, b []byte) {
+	if e.inBacklog == nil {
+		e.inBacklog = make(map[netip.AddrPort]struct{})
+	}
+	if _, ok := e.inBacklog[from]; ok {
+		return // a retry; it keeps its place
+	}
+	if len(e.backlog) >= backlogFactor*e.cfg.MaxHalfOpen {
+		e.dropFromBacklog()
+		e.stats.Dropped++
+		e.stats.Crowded++
+	}
+	e.backlog = append(e.backlog, pendingHello{from: from, hello: append([]byte(nil), b...), at: now})
+	e.inBacklog[from] = struct{}{}
+}
+
+// backlogFactor sizes the backlog of HELLOs against MaxHalfOpen.
+const backlogFactor = 4
+
+func (e *Endpoint) dropFromBacklog() pendingHello {
+	p := e.backlog[0]
+	e.backlog[0] = pendingHello{}
+	e.backlog = e.backlog[1:]
+	delete(e.inBacklog, p.from)
+	return p
+}
+
+// admitBacklog admits waiting HELLOs while there is room. Ones older than
+// the connect timeout are forgotten: their clients have given up.
+func (e *Endpoint) admitBacklog(now time.Time) {
+	for len(e.backlog) > 0 && e.listener != nil {
+		if e.stats.HalfOpen >= e.cfg.MaxHalfOpen && !e.evictOldestHalfOpen(now) {
+			return
+		}
+		p := e.dropFromBacklog()
+		if now.Sub(p.at) >= e.cfg.ConnectTimeout {
+			e.stats.Dropped++
+			e.stats.Crowded++
+			continue
+		}
+		if c := e.byPeer[p.from]; c != nil {
+			continue // it got in meanwhile
+		}
+		e.admit(now, p.from, p.hello)
+	}
 }
 
 // evictOldestHalfOpen gives back the socket of the oldest half-open

@@ -1229,13 +1229,14 @@ func TestRawServerNoFalseStallAfterPause(t *testing.T) {
 }
 
 // A half-open socket younger than the grace period is not given back: a
-// HELLO that finds the cap reached is dropped (and counted) until the
-// oldest has waited that long, then it takes the oldest one's place.
+// HELLO that finds the cap reached waits in the backlog until the oldest
+// has waited that long, then takes its place, without having to be sent
+// again.
 func TestRawServerHalfOpenGrace(t *testing.T) {
 	cfg := quietConfig()
 	cfg.MaxHalfOpen = 1
 	cfg.HalfOpenGrace = 100 * time.Millisecond
-	srv, _, step := newRawServer(t, "127.0.0.1:0", cfg)
+	srv, rec, step := newRawServer(t, "127.0.0.1:0", cfg)
 	S := srv.Addr()
 	first, second := newRawPeer(t, "127.0.0.1:0"), newRawPeer(t, "127.0.0.1:0")
 	first.sends(S, "HELLO")
@@ -1244,16 +1245,43 @@ func TestRawServerHalfOpenGrace(t *testing.T) {
 	}
 	offered := time.Now()
 	second.sends(S, "HELLO")
+	second.sends(S, "HELLO") // a retry keeps its place
 	second.expectNone(step, 20*time.Millisecond)
-	if st := srv.Stats(); st.Crowded != 1 || st.Evicted != 0 || st.HalfOpen != 1 {
-		t.Errorf("within the grace: Crowded %d Evicted %d HalfOpen %d, want 1 0 1", st.Crowded, st.Evicted, st.HalfOpen)
+	if st := srv.Stats(); st.Backlog != 1 || st.Evicted != 0 || st.HalfOpen != 1 {
+		t.Errorf("within the grace: Backlog %d Evicted %d HalfOpen %d, want 1 0 1", st.Backlog, st.Evicted, st.HalfOpen)
 	}
-	time.Sleep(100*time.Millisecond - time.Since(offered))
+	b, _ := second.recv(step)
+	waited := time.Since(offered)
+	if Parse(b).Kind != KindConnectTo {
+		t.Fatalf("the HELLO from the backlog answered %q", b)
+	}
+	if waited < 90*time.Millisecond {
+		t.Errorf("admitted after %v, inside the grace of 100ms", waited)
+	}
+	if st := srv.Stats(); st.Evicted != 1 || st.HalfOpen != 1 || st.Backlog != 0 {
+		t.Errorf("after the grace: Evicted %d HalfOpen %d Backlog %d, want 1 1 0", st.Evicted, st.HalfOpen, st.Backlog)
+	}
+	if n := rec.count(EventNewClient); n != 2 {
+		t.Errorf("%d EventNewClient, want 2", n)
+	}
+}
+
+// A claimed socket makes room at once for a HELLO in the backlog.
+func TestRawServerBacklogAdmitsOnClaim(t *testing.T) {
+	cfg := quietConfig()
+	cfg.MaxHalfOpen = 1
+	cfg.HalfOpenGrace = time.Hour
+	srv, _, step := newRawServer(t, "127.0.0.1:0", cfg)
+	S := srv.Addr()
+	first, second := newRawPeer(t, "127.0.0.1:0"), newRawPeer(t, "127.0.0.1:0")
+	first.sends(S, "HELLO")
+	b, _ := first.recv(step)
+	sc := Parse(b).Addr
 	second.sends(S, "HELLO")
+	second.expectNone(step, 20*time.Millisecond)
+	first.sends(sc, "CONNECT")
+	first.expect(step, sc, "CONNECTED")
 	if b, _ := second.recv(step); Parse(b).Kind != KindConnectTo {
-		t.Fatalf("HELLO after the grace answered %q", b)
-	}
-	if st := srv.Stats(); st.Evicted != 1 || st.HalfOpen != 1 {
-		t.Errorf("after the grace: Evicted %d HalfOpen %d, want 1 1", st.Evicted, st.HalfOpen)
+		t.Fatalf("the HELLO from the backlog answered %q", b)
 	}
 }
