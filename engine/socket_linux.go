@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -370,11 +369,4 @@ func (p *poller) close() {
 // the address: "listen udp 127.0.0.1:1234: bind: address already in use".
 func opError(op string, addr netip.AddrPort, err error) error {
 	return &net.OpError{Op: op, Net: "udp", Addr: net.UDPAddrFromAddrPort(addr), Err: err}
-}
-
-// isTemporary reports whether a send error is a condition of the network
-// (no route, refused, buffer full) rather than a broken socket.
-func isTemporary(err error) bool {
-	var errno syscall.Errno
-	return errors.As(err, &errno)
 }

@@ -256,7 +256,7 @@ func coreStep(L *lua.LState) int {
 
 // connArg returns the connection given at argument n, or the client's
 // connection when it is omitted on a client.
-func (in *instance) connArg(L *lua.LState, n int, fn string) *engine.Conn {
+func (in *instance) connArg(L *lua.LState, n int) *engine.Conn {
 	v := L.Get(n)
 	if v == lua.LNil {
 		if c := in.ep.Client(); c != nil {
@@ -299,7 +299,7 @@ func sendOne(L *lua.LState, fn string, c *engine.Conn, msg string) error {
 func coreSend(L *lua.LState) int {
 	in := self(L)
 	msg := checkMessage(L, 2)
-	c := in.connArg(L, 3, "send")
+	c := in.connArg(L, 3)
 	if err := sendOne(L, "send", c, msg); err != nil {
 		L.Push(lua.LNil)
 		L.Push(lua.LString(err.Error()))
@@ -327,7 +327,7 @@ func coreSendAll(L *lua.LState) int {
 func corePing(L *lua.LState) int {
 	in := self(L)
 	if L.Get(2) != lua.LNil {
-		in.connArg(L, 2, "ping").Ping()
+		in.connArg(L, 2).Ping()
 		return 0
 	}
 	for _, c := range in.ep.Conns() {
@@ -340,7 +340,7 @@ func corePing(L *lua.LState) int {
 func coreClose(L *lua.LState) int {
 	in := self(L)
 	if L.Get(2) != lua.LNil {
-		in.connArg(L, 2, "close").Close()
+		in.connArg(L, 2).Close()
 		return 0
 	}
 	in.closeAll()
@@ -373,7 +373,7 @@ func coreGetStats(L *lua.LState) int {
 	in := self(L)
 	t := L.NewTable()
 	if L.Get(2) != lua.LNil {
-		c := in.connArg(L, 2, "getStats")
+		c := in.connArg(L, 2)
 		st := c.Stats()
 		t.RawSetString("sent", lua.LNumber(st.Sent))
 		t.RawSetString("received", lua.LNumber(st.Received))
