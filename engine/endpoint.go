@@ -50,14 +50,15 @@ type Endpoint struct {
 	byPeer   map[netip.AddrPort]*Conn
 	timers   timerHeap
 
-	events      []Event // reported but not yet handed to the handler
-	evHead      int     // events before it are handed out
-	dispatching int     // depth of dispatch calls (Close in a handler nests one)
-	rx          *recvBatch
-	tx          *sendBatch
-	ready       []int
-	stepping    bool // inside Step: sends wait in tx for the end of the step
-	closed      bool
+	events           []Event // reported but not yet handed to the handler
+	evHead           int     // events before it are handed out
+	dispatching      int     // depth of dispatch calls (Close in a handler nests one)
+	rx               *recvBatch
+	tx               *sendBatch
+	ready            []int
+	stepping         bool // inside Step: sends wait in tx for the end of the step
+	closed           bool
+	closeWasStepping bool // Close was called from a handler
 
 	halfOpen  []*Conn        // server: half-open connections, oldest first
 	backlog   []pendingHello // server: HELLOs waiting for room, oldest first
@@ -752,17 +753,44 @@ func quote(b []byte) string {
 // that peers learn at once; each connection is reported with EventClose.
 // The listening socket closes at once. After Close no socket remains.
 func (e *Endpoint) Close() error {
-	if e.closed {
-		return nil
+	CloseAll(e)
+	return nil
+}
+
+// CloseAll closes several endpoints as Close does, with their lingers at
+// the same time rather than one after the other; endpoints of one process
+// that are each other's peers answer each other's CLOSE meanwhile. A
+// program that ends closes all its endpoints this way.
+func CloseAll(eps ...*Endpoint) {
+	var closing []*Endpoint
+	for _, e := range eps {
+		if e != nil && !e.closed {
+			e.beginClose()
+			closing = append(closing, e)
+		}
 	}
+	lingerAll(closing)
+	for _, e := range closing {
+		e.endClose()
+	}
+	// The handlers run last, when every socket is already closed.
+	for _, e := range closing {
+		e.stepping = e.closeWasStepping
+		e.dispatch()
+	}
+}
+
+// beginClose closes the listening socket and sends CLOSE on every open
+// connection. Connections that were not open end at once.
+func (e *Endpoint) beginClose() {
 	e.closed = true
-	wasStepping := e.stepping
+	e.closeWasStepping = e.stepping
 	e.stepping = true // batch the CLOSEs
 	if e.listener != nil {
 		e.removeSocket(e.listener)
 		e.listener = nil
 	}
-	now := e.cfg.Clock.Now()
+	e.backlog, e.inBacklog = nil, nil
 	for _, s := range e.socks {
 		if s == nil || s.conn == nil {
 			continue
@@ -775,45 +803,81 @@ func (e *Endpoint) Close() error {
 		c.Close()
 	}
 	e.flushSends()
-	e.linger(now)
-	e.stepping = wasStepping
-	e.dispatch()
-	e.poll.close()
-	if !wasStepping {
-		// Inside Step, the handler that called Close may still be reading
-		// its event's data from the batch; endStep gives it back.
-		e.releaseRecvBatch()
-	}
-	return nil
 }
 
-// linger waits for the CLOSED answers of the connections being closed,
-// re-sending CLOSE a few times, then ends the ones still waiting.
-func (e *Endpoint) linger(now time.Time) {
-	deadline := time.Now().Add(e.cfg.CloseLinger)
-	resend := e.cfg.CloseLinger / time.Duration(e.cfg.CloseRetries+1)
-	for e.anyClosing() {
-		left := time.Until(deadline)
-		if left <= 0 {
-			break
-		}
-		e.ready, _ = e.poll.wait(min(left, resend), e.ready[:0])
-		if len(e.ready) > 0 {
-			e.readReady()
-			e.dispatch()
-			continue
-		}
-		for _, s := range e.socks {
-			if s != nil && s.conn != nil && s.conn.state == StateClosing {
-				s.conn.transmitWord(wordClose)
+// lingerAll waits for the CLOSED answers of the connections being closed,
+// re-sending CLOSE a few times, until all came or the longest linger is
+// over. Only closing connections are left, so what arrives can only end
+// them: no event carries data from the receive batch.
+func lingerAll(eps []*Endpoint) {
+	var linger time.Duration
+	for _, e := range eps {
+		linger = max(linger, e.cfg.CloseLinger)
+	}
+	deadline := time.Now().Add(linger)
+	nextResend := make([]time.Time, len(eps))
+	for {
+		busy := false
+		for i, e := range eps {
+			if !e.anyClosing() {
+				continue
+			}
+			busy = true
+			// One endpoint can block on its poller; several take turns.
+			wait := time.Duration(0)
+			if len(eps) == 1 {
+				wait = min(time.Until(deadline), time.Until(nextResend[i]))
+			}
+			e.ready, _ = e.poll.wait(wait, e.ready[:0])
+			if len(e.ready) > 0 {
+				// A batch of its own: when Close is called from a handler,
+				// that handler's event may point into e.rx.
+				inUse := e.rx
+				e.rx = nil
+				e.readReady()
+				e.releaseRecvBatch()
+				e.rx = inUse
+				continue
+			}
+			if now := time.Now(); !now.Before(nextResend[i]) {
+				if !nextResend[i].IsZero() {
+					e.resendClose()
+				}
+				nextResend[i] = now.Add(e.cfg.CloseLinger / time.Duration(e.cfg.CloseRetries+1))
 			}
 		}
-		e.flushSends()
+		if !busy || !time.Now().Before(deadline) {
+			return
+		}
+		if len(eps) > 1 {
+			time.Sleep(time.Millisecond)
+		}
 	}
+}
+
+func (e *Endpoint) resendClose() {
+	for _, s := range e.socks {
+		if s != nil && s.conn != nil && s.conn.state == StateClosing {
+			s.conn.transmitWord(wordClose)
+		}
+	}
+	e.flushSends()
+}
+
+// endClose ends the connections still waiting for CLOSED and gives back
+// what is left.
+func (e *Endpoint) endClose() {
 	for _, s := range e.socks {
 		if s != nil && s.conn != nil {
 			s.conn.finish(EventClose, nil)
 		}
+	}
+	e.flushSends()
+	e.poll.close()
+	if !e.closeWasStepping {
+		// Inside Step, the handler that called Close may still be reading
+		// its event's data from the batch; endStep gives it back.
+		e.releaseRecvBatch()
 	}
 }
 

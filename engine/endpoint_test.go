@@ -119,3 +119,22 @@ func TestHandshakeAndEcho(t *testing.T) {
 		t.Fatal()
 	}
 }
+
+// CloseAll closes a server and its client in one process together: each
+// answers the other's CLOSE, so neither waits out its linger, and both
+// report EventClose.
+func TestCloseAllTogether(t *testing.T) {
+	p := newPair(t, Config{CloseLinger: 2 * time.Second}, Config{CloseLinger: 2 * time.Second})
+	p.stepUntil("connect", func() bool { return p.crec.has(EventConnect) && p.srec.has(EventConnect) })
+	start := time.Now()
+	CloseAll(p.server, p.client)
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("CloseAll took %v; the linger is 2s and the peers could answer each other", took)
+	}
+	if !p.srec.has(EventClose) || !p.crec.has(EventClose) {
+		t.Errorf("server events %v, client events %v: want EventClose on both", p.srec.kinds(), p.crec.kinds())
+	}
+	if st := p.server.Stats(); st.Clients != 0 || st.HalfOpen != 0 {
+		t.Errorf("server stats after CloseAll: %+v", st)
+	}
+}

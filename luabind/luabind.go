@@ -47,14 +47,15 @@ func stateOf(L *lua.LState) *hostState {
 	return hs
 }
 
-// Install preloads the modules UDPIPE, UDPIPEVERBOSE, udpipe.core and socket
-// into L, so that require finds them.
+// Install preloads the modules UDPIPE, UDPIPEVERBOSE, udpipe.core, socket
+// and udpipe.console into L, so that require finds them.
 func Install(L *lua.LState) {
 	stateOf(L)
 	L.PreloadModule("udpipe.core", loadCore)
 	L.PreloadModule("UDPIPE", luaModule(L, "UDPIPE.lua", luasrc.UDPIPE))
 	L.PreloadModule("UDPIPEVERBOSE", luaModule(L, "UDPIPEVERBOSE.lua", luasrc.UDPIPEVERBOSE))
 	L.PreloadModule("socket", loadSocket)
+	L.PreloadModule("udpipe.console", loadConsole)
 }
 
 // luaModule returns a loader that runs an embedded Lua source.
@@ -71,20 +72,23 @@ func luaModule(L *lua.LState, name, src string) lua.LGFunction {
 }
 
 // CloseAll closes every UDPIPE instance created in L: peers are sent CLOSE
-// and the sockets are released. Callbacks such as onClose still run; an
-// error raised in one is ignored, as the script is over. The host calls it
-// when a script ends.
+// and the sockets are released, all instances at once (see
+// engine.CloseAll). Callbacks such as onClose still run; an error raised
+// in one is ignored, as the script is over. The host calls it when a
+// script ends.
 func CloseAll(L *lua.LState) {
 	hs := stateOf(L)
+	var eps []*engine.Endpoint
 	for inst := range hs.instances {
-		closer := L.NewFunction(func(L *lua.LState) int {
-			inst.closeAll()
-			return 0
-		})
-		L.Push(closer)
-		if err := L.PCall(0, 0, nil); err != nil {
-			inst.closeAll() // the callback failed; make sure the sockets go
-		}
+		eps = append(eps, inst.ep)
+		delete(hs.instances, inst)
+	}
+	L.Push(L.NewFunction(func(L *lua.LState) int {
+		engine.CloseAll(eps...)
+		return 0
+	}))
+	if err := L.PCall(0, 0, nil); err != nil {
+		engine.CloseAll(eps...) // a callback failed; make sure the sockets go
 	}
 }
 
