@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,14 +39,40 @@ func TestMain(m *testing.M) {
 // process is a running udpipe-lua script.
 type process struct {
 	cmd    *exec.Cmd
+	stdin  io.WriteCloser // set by startWithInput
 	stdout *bufio.Reader
 	stderr *bytes.Buffer
 	lines  chan string
 }
 
-func start(t *testing.T, script string) *process {
+func start(t *testing.T, script string, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(host, script)
+	return startCmd(t, exec.Command(host, append([]string{script}, args...)...))
+}
+
+// startWithInput starts a script whose standard input the test writes.
+func startWithInput(t *testing.T, script string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(host, append([]string{script}, args...)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startCmd(t, cmd)
+	p.stdin = stdin
+	return p
+}
+
+// typeLine writes a line to the process's standard input.
+func (p *process) typeLine(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startCmd(t *testing.T, cmd *exec.Cmd) *process {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -172,5 +199,54 @@ func TestDemo(t *testing.T) {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// The chat: a server relays with sendAll what each client types on its
+// standard input, and announces arrivals and departures.
+func TestChat(t *testing.T) {
+	port := "4399"
+	server := start(t, "chat_server.lua", port)
+	server.waitLine(t, "chat server on 127.0.0.1:"+port)
+
+	alice := startWithInput(t, "chat_client.lua", "alice", "127.0.0.1", port)
+	alice.waitLine(t, "* alice joined")
+	bob := startWithInput(t, "chat_client.lua", "bob", "127.0.0.1", port)
+	bob.waitLine(t, "* bob joined")
+	alice.waitLine(t, "* bob joined")
+
+	alice.typeLine(t, "hello bob")
+	bob.waitLine(t, "alice: hello bob")
+	alice.waitLine(t, "alice: hello bob") // sendAll reaches the sender too
+	bob.typeLine(t, "hi alice")
+	alice.waitLine(t, "bob: hi alice")
+
+	// Bob's input ends: he leaves, and the room hears of it.
+	bob.stdin.Close()
+	alice.waitLine(t, "* bob left")
+	server.waitLine(t, "bob left")
+}
+
+// stall.lua shows a stall and the recovery, and ends by itself.
+func TestStallExample(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, host, "stall.lua").CombinedOutput()
+	if err != nil {
+		t.Fatalf("stall.lua: %v\n%s", err, out)
+	}
+	text := string(out)
+	order := []string{
+		"client connected", "blackout for 4 s", "client: stalled", "client queued message #3",
+		"client: unstalled", `server got "sent during the stall #1"`, `server got "sent during the stall #2"`,
+		`server got "sent during the stall #3"`, `server got "sent after the recovery"`, "done",
+	}
+	at := 0
+	for _, want := range order {
+		i := strings.Index(text[at:], want)
+		if i < 0 {
+			t.Fatalf("stall.lua output lacks %q after position %d:\n%s", want, at, text)
+		}
+		at += i + len(want)
 	}
 }
