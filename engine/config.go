@@ -61,6 +61,13 @@ type Config struct {
 	// the machine, and local tests connect many clients from one address.
 	LimitLoopback bool
 
+	// SpinWait is how long Step keeps looking for datagrams, without
+	// sleeping, before it waits for them, when the step before took some
+	// in. While traffic flows this saves a sleep and a wake-up per round
+	// trip; when it stops, Step sleeps again after SpinWait. Default
+	// 50 µs; negative: never.
+	SpinWait time.Duration
+
 	// Clock runs the timers. Default SystemClock.
 	Clock Clock
 	// Debug, when not nil, receives one line for every datagram sent and
@@ -84,6 +91,9 @@ func (c Config) withDefaults() Config {
 	setDuration(&c.ConnectTimeout, 5*time.Second)
 	setDuration(&c.CloseLinger, 200*time.Millisecond)
 	setDuration(&c.HalfOpenGrace, 100*time.Millisecond)
+	if c.SpinWait == 0 {
+		c.SpinWait = 50 * time.Microsecond
+	}
 	setDuration(&c.PingInterval, time.Second)
 	setDuration(&c.StallTimeout, 3*time.Second)
 	setDuration(&c.DisconnectTimeout, 10*time.Second)

@@ -59,6 +59,7 @@ type Endpoint struct {
 	stepping         bool // inside Step: sends wait in tx for the end of the step
 	closed           bool
 	closeWasStepping bool // Close was called from a handler
+	busy             bool // the last Step took in datagrams (see Config.SpinWait)
 
 	halfOpen  []*Conn        // server: half-open connections, oldest first
 	backlog   []pendingHello // server: HELLOs waiting for room, oldest first
@@ -265,6 +266,7 @@ func (e *Endpoint) Step(timeout time.Duration) (err error) {
 		e.admitBacklog(e.cfg.Clock.Now())
 	}
 	if handled || e.evHead < len(e.events) || timeout <= 0 {
+		e.busy = handled
 		e.dispatch()
 		return nil
 	}
@@ -284,9 +286,29 @@ func (e *Endpoint) Step(timeout time.Duration) (err error) {
 		wait = min(wait, max(e.halfOpen[0].opened.Add(e.cfg.HalfOpenGrace).Sub(now), 0))
 	}
 	e.flushSends() // nothing may sit unsent while we sleep
-	if _, err := e.readWaiting(wait); err != nil {
+	if e.busy && e.cfg.SpinWait > 0 {
+		// Traffic is flowing: the peer's answer to what we just sent is
+		// likely microseconds away. Going to sleep now and being woken
+		// for it costs more than the wait itself (and on an idle core,
+		// tens of microseconds), so look again for a little while first.
+		spinUntil := time.Now().Add(min(e.cfg.SpinWait, wait))
+		for !handled && time.Now().Before(spinUntil) {
+			if handled, err = e.readWaiting(0); err != nil {
+				return err
+			}
+		}
+		if handled {
+			e.sendDelayed()
+			e.runTimers()
+			e.dispatch()
+			return nil
+		}
+	}
+	handled, err = e.readWaiting(wait)
+	if err != nil {
 		return err
 	}
+	e.busy = handled
 	e.sendDelayed()
 	e.runTimers()
 	e.dispatch()

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -43,7 +44,32 @@ const progname = "udpipe-lua"
 const gopherLuaModule = "github.com/yuin/gopher-lua"
 
 func main() {
-	os.Exit(run(os.Args))
+	stopProfile := startProfile()
+	code := run(os.Args)
+	stopProfile()
+	os.Exit(code)
+}
+
+// startProfile writes a CPU profile of the run to the file named by
+// UDPIPE_CPUPROFILE, if set, for `go tool pprof`. It covers a script that
+// ends by itself or by an error, not one that calls os.exit.
+func startProfile() (stop func()) {
+	path := os.Getenv("UDPIPE_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "udpipe-lua: UDPIPE_CPUPROFILE: %v\n", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // action is a -e or -l option, run in command-line order before the script.
