@@ -81,7 +81,8 @@ type Conn struct {
 	peer     netip.AddrPort // where data goes: the client, or the server's data socket
 	local    netip.AddrPort // our socket's address
 
-	opened       time.Time // when the handshake began
+	opened       time.Time // when the handshake began (server: when the HELLO came)
+	offered      time.Time // server: when the data socket was offered
 	lastHeard    time.Time // when the peer was last heard
 	lastPing     time.Time // when we last sent PING
 	pingSent     time.Time // the PING awaiting its PONG, if any
@@ -158,7 +159,7 @@ func (c *Conn) startClient(now time.Time) {
 // HELLO was accepted; it waits for CONNECT.
 func (c *Conn) startServer(now time.Time) {
 	c.setState(StateConnecting)
-	c.opened, c.lastHeard = now, now
+	c.opened, c.offered, c.lastHeard = now, now, now
 	c.t.wake(c, now.Add(c.cfg.ConnectTimeout))
 }
 

@@ -283,7 +283,7 @@ func (e *Endpoint) Step(timeout time.Duration) (err error) {
 	}
 	if len(e.backlog) > 0 && len(e.halfOpen) > 0 {
 		// Room comes when the oldest half-open socket's grace is over.
-		wait = min(wait, max(e.halfOpen[0].opened.Add(e.cfg.HalfOpenGrace).Sub(now), 0))
+		wait = min(wait, max(e.halfOpen[0].offered.Add(e.cfg.HalfOpenGrace).Sub(now), 0))
 	}
 	e.flushSends() // nothing may sit unsent while we sleep
 	if e.busy && e.cfg.SpinWait > 0 {
@@ -451,12 +451,14 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 		e.deferHello(now, from, b)
 		return
 	}
-	e.admit(now, from, b)
+	e.admit(now, now, from, b)
 }
 
-// admit opens a data socket for the client at from, whose HELLO b was
-// accepted, and offers it: "CONNECT <ip> <port>".
-func (e *Endpoint) admit(now time.Time, from netip.AddrPort, b []byte) {
+// admit opens a data socket for the client at from, whose HELLO b came at
+// helloAt and was accepted, and offers it: "CONNECT <ip> <port>". The
+// connect timeout counts from the HELLO, so that a HELLO that waited in
+// the backlog does not hold a socket longer.
+func (e *Endpoint) admit(now, helloAt time.Time, from netip.AddrPort, b []byte) {
 	if e.cfg.MaxClients > 0 && len(e.byPeer) >= e.cfg.MaxClients {
 		e.sendWord(e.listener, from, wordGoAway)
 		e.emit(Event{Kind: EventMaxClients, Data: b, Addr: from})
@@ -493,6 +495,10 @@ func (e *Endpoint) admit(now time.Time, from netip.AddrPort, b []byte) {
 	e.sendConnectTo(c)
 	e.emit(Event{Kind: EventNewClient, Conn: c, Data: b, Addr: from, Local: c.local})
 	c.startServer(now)
+	if helloAt.Before(now) {
+		c.opened = helloAt
+		e.wake(c, helloAt.Add(e.cfg.ConnectTimeout))
+	}
 }
 
 // pendingHello is a HELLO that found the half-open sockets at their cap;
@@ -551,7 +557,7 @@ func (e *Endpoint) admitBacklog(now time.Time) {
 		if c := e.byPeer[p.from]; c != nil {
 			continue // it got in meanwhile
 		}
-		e.admit(now, p.from, p.hello)
+		e.admit(now, p.at, p.from, p.hello)
 	}
 }
 
@@ -564,7 +570,7 @@ func (e *Endpoint) admitBacklog(now time.Time) {
 // arriving at once gets in as fast as it claims its sockets; the HELLOs
 // that find no room are dropped, and retried.
 func (e *Endpoint) evictOldestHalfOpen(now time.Time) bool {
-	if len(e.halfOpen) == 0 || now.Sub(e.halfOpen[0].opened) < e.cfg.HalfOpenGrace {
+	if len(e.halfOpen) == 0 || now.Sub(e.halfOpen[0].offered) < e.cfg.HalfOpenGrace {
 		return false
 	}
 	e.stats.Evicted++
