@@ -100,3 +100,63 @@ func (c *conditioner) next() (time.Time, bool) {
 	}
 	return c.delayed[0].due, true
 }
+
+// SetSimulation puts a simulated bad network between the endpoint and the
+// real one (see Simulation); nil takes it away. Datagrams being delayed
+// still go out when due.
+func (e *Endpoint) SetSimulation(sim *Simulation) {
+	switch {
+	case sim != nil:
+		old := e.simulated
+		e.simulated = newConditioner(*sim)
+		if old != nil {
+			e.simulated.blackoutUntil = old.blackoutUntil
+			e.simulated.delayed = old.delayed
+		}
+	case e.simulated != nil && len(e.simulated.delayed) == 0 && !e.simulated.blackedOut(e.cfg.Clock.Now()):
+		e.simulated = nil
+	case e.simulated != nil:
+		e.simulated.sim = Simulation{} // keep the blackout and the held datagrams
+	}
+}
+
+// Blackout simulates an outage of the network: for d from now, every
+// datagram sent or received is lost.
+func (e *Endpoint) Blackout(d time.Duration) {
+	if e.simulated == nil {
+		e.simulated = newConditioner(Simulation{})
+	}
+	e.simulated.blackoutUntil = e.cfg.Clock.Now().Add(d)
+	e.debugf("blackout for %v", d)
+}
+
+// sendSimulated passes a datagram through the conditioner.
+func (e *Endpoint) sendSimulated(s *udpSocket, to netip.AddrPort, b []byte) {
+	now := e.cfg.Clock.Now()
+	copies, delay := e.simulated.outgoing(now)
+	if copies == 0 {
+		e.stats.SimLost++
+		e.debugf("send %v -> %v lost (simulated)", s.local, to)
+		return
+	}
+	for i := 0; i < copies; i++ {
+		if delay > 0 {
+			e.simulated.hold(now.Add(delay), s, to, b)
+		} else {
+			e.sendNow(s, to, b)
+		}
+	}
+}
+
+// sendDelayed sends the datagrams the conditioner held that are due, if
+// their socket is still open.
+func (e *Endpoint) sendDelayed() {
+	if e.simulated == nil {
+		return
+	}
+	for _, d := range e.simulated.takeDue(e.cfg.Clock.Now()) {
+		if d.sock.slot < len(e.socks) && e.socks[d.sock.slot] == d.sock {
+			e.sendNow(d.sock, d.to, d.data)
+		}
+	}
+}

@@ -8,8 +8,11 @@
 //   - wire.go: the datagrams of the protocol (parsing and the control words);
 //   - conn.go: the state of one connection, a state machine with no I/O of
 //     its own, driven by received datagrams and by a clock;
-//   - endpoint.go and socket_linux.go: the sockets, the poller and the
-//     batched reads and writes that feed the state machines.
+//   - endpoint.go, server.go, close.go and socket_linux.go: the sockets,
+//     the poller and the batched reads and writes that feed the state
+//     machines, the server's side of the handshake, and closing;
+//   - conditioner.go and ratelimit.go: the simulated bad network, and the
+//     rate limit on answers to HELLO.
 //
 // An Endpoint is either a server (Listen) or a client (Connect). It does
 // nothing by itself: the caller drives it with Step, which waits for
