@@ -321,40 +321,58 @@ func (p *poller) remove(s *udpSocket) {
 
 // wait blocks up to d for a socket to become readable and returns the
 // slots of the readable sockets (for a single socket, slot 0). d <= 0
-// does not block. An interrupted wait returns early with nothing ready.
+// does not block.
 func (p *poller) wait(d time.Duration, ready []int) ([]int, error) {
-	ms := 0
+	var deadline time.Time
 	if d > 0 {
-		ms = int((d + time.Millisecond - 1) / time.Millisecond)
+		deadline = time.Now().Add(d)
 	}
-	if p.epfd >= 0 {
-		n, errno := epollWait(p.epfd, p.events[:], ms)
-		if errno != 0 {
-			if errno == unix.EINTR {
+	for {
+		ms := 0
+		if d > 0 {
+			ms = int((time.Until(deadline) + time.Millisecond - 1) / time.Millisecond)
+			if ms <= 0 {
 				return ready, nil
 			}
-			return ready, os.NewSyscallError("epoll_pwait", errno)
 		}
-		for _, ev := range p.events[:n] {
-			ready = append(ready, int(ev.Fd))
+		n, errno := p.waitOnce(ms)
+		switch errno {
+		case 0:
+			if p.epfd < 0 {
+				if n > 0 {
+					ready = append(ready, 0)
+				}
+				return ready, nil
+			}
+			for _, ev := range p.events[:n] {
+				ready = append(ready, int(ev.Fd))
+			}
+			return ready, nil
+		case unix.EINTR:
+			// A signal, most often the runtime's preemption: it has had
+			// its way by now; wait out the rest.
+			if d <= 0 {
+				return ready, nil
+			}
+		default:
+			return ready, os.NewSyscallError("poll", errno)
 		}
-		return ready, nil
 	}
-	if p.single < 0 {
+}
+
+// waitOnce makes one wait of up to ms milliseconds.
+func (p *poller) waitOnce(ms int) (int, unix.Errno) {
+	if p.epfd >= 0 {
+		return epollWait(p.epfd, p.events[:], ms)
+	}
+	if p.single < 0 { // no socket yet: only time passes
 		if ms > 0 {
 			time.Sleep(time.Duration(ms) * time.Millisecond)
 		}
-		return ready, nil
+		return 0, 0
 	}
 	fds := [1]unix.PollFd{{Fd: int32(p.single), Events: unix.POLLIN}}
-	n, errno := poll(fds[:], ms)
-	if errno != 0 && errno != unix.EINTR {
-		return ready, os.NewSyscallError("ppoll", errno)
-	}
-	if n > 0 {
-		ready = append(ready, 0)
-	}
-	return ready, nil
+	return poll(fds[:], ms)
 }
 
 // epollWait and poll wait with RawSyscall, not Syscall, on purpose. The Go
@@ -364,8 +382,9 @@ func (p *poller) wait(d time.Duration, ready []int) ([]int, error) {
 // time, a hundred times a second, that monitoring cost more than the
 // loop itself (1.2 % of a core for an idle client). A raw wait is not
 // seen as blocked, and nothing else is lost: the runtime's preemption
-// signal interrupts the wait (EINTR), which Step takes as an early
-// return, so the garbage collector and other goroutines never wait long.
+// signal interrupts the wait (EINTR), the goroutine yields at its next
+// function call, and wait goes on waiting; so the garbage collector and
+// other goroutines never wait long.
 func epollWait(epfd int, events []unix.EpollEvent, ms int) (int, unix.Errno) {
 	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd),
 		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(ms), 0, 0)
