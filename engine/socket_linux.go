@@ -27,6 +27,8 @@ type udpSocket struct {
 	local  netip.AddrPort
 	slot   int   // index in Endpoint.socks, and the poller's key
 	conn   *Conn // the connection it serves; nil for a server's listening socket
+
+	noSegments bool // its route refused a segmented send (see sendBatch)
 }
 
 // openUDP opens a non-blocking UDP socket bound to laddr.
@@ -207,16 +209,45 @@ func (b *recvBatch) datagram(i int) ([]byte, netip.AddrPort) {
 // sendBatch collects outgoing datagrams so that those for one socket go out
 // in one sendmmsg. Payloads are copied into arena, so the caller's buffer
 // is free as soon as add returns.
+//
+// Consecutive datagrams of the same size for the same address (an echo,
+// a broadcast to one client, a burst of game state) leave as one
+// "segmented" send (UDP generic segmentation offload, Linux 4.18+): the
+// kernel walks its send path once for the lot and cuts it into the same
+// datagrams on the way, so the peer receives exactly what it would have
+// otherwise. A socket whose route cannot do it falls back to one
+// datagram at a time.
 type sendBatch struct {
-	hdrs  [batchSize]unix.Mmsghdr
+	// The datagrams, one entry each, in the order they were sent.
 	iovs  [batchSize]unix.Iovec
 	addrs [batchSize]rawAddr
+	alens [batchSize]uint32
 	socks [batchSize]*udpSocket
 	n     int
 	arena []byte
+
+	// What flush hands to sendmmsg: one message per datagram, or per run
+	// of datagrams sent segmented.
+	wire     [batchSize]unix.Mmsghdr
+	wireIovs [batchSize]unix.Iovec
+	wireCmsg [batchSize][32]byte // room for one control message of 2 bytes
+	wireLen  [batchSize]int      // datagrams in each wire message
 }
 
 const sendArenaSize = 256 << 10
+
+// Limits of a segmented send: the kernel takes at most 64 segments and
+// 64 KiB; the size of one must fit the path's MTU, which for a remote
+// peer we do not know, so only small datagrams are joined (on loopback
+// any size would do).
+const (
+	maxSegments      = 64
+	maxSegmentedSize = 60 << 10
+	maxSegmentSize   = 1200
+)
+
+// segmentCmsgSpace is the room a UDP_SEGMENT control message takes.
+var segmentCmsgSpace = unix.CmsgSpace(2)
 
 func newSendBatch() *sendBatch {
 	return &sendBatch{arena: make([]byte, 0, sendArenaSize)}
@@ -234,17 +265,13 @@ func (b *sendBatch) add(s *udpSocket, to netip.AddrPort, p []byte) {
 	start := len(b.arena)
 	b.arena = append(b.arena, p...)
 	b.socks[i] = s
-	h := &b.hdrs[i].Hdr
-	h.Namelen = putRawAddr(&b.addrs[i], s.family, to)
-	h.Name = (*byte)(unsafe.Pointer(&b.addrs[i]))
+	b.alens[i] = putRawAddr(&b.addrs[i], s.family, to)
 	if len(p) > 0 {
 		b.iovs[i].Base = &b.arena[start]
 	} else {
 		b.iovs[i].Base = nil
 	}
 	b.iovs[i].SetLen(len(p))
-	h.Iov = &b.iovs[i]
-	h.SetIovlen(1)
 }
 
 // flush sends everything queued, one sendmmsg per run of datagrams for the
@@ -258,28 +285,90 @@ func (b *sendBatch) flush(failed func(s *udpSocket, err error)) {
 		for j < b.n && b.socks[j] == s {
 			j++
 		}
-		for i < j {
+		b.sendRun(s, i, j, failed)
+		i = j
+	}
+	clear(b.socks[:b.n])
+	b.n = 0
+	b.arena = b.arena[:0]
+}
+
+// sendRun sends datagrams i..j-1, all from s.
+func (b *sendBatch) sendRun(s *udpSocket, i, j int, failed func(s *udpSocket, err error)) {
+	for i < j {
+		w := b.pack(s, i, j)
+		sent := 0
+		for sent < w {
 			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd),
-				uintptr(unsafe.Pointer(&b.hdrs[i])), uintptr(j-i), unix.MSG_DONTWAIT, 0, 0)
+				uintptr(unsafe.Pointer(&b.wire[sent])), uintptr(w-sent), unix.MSG_DONTWAIT, 0, 0)
 			switch {
 			case errno == unix.EINTR:
 				continue
+			case errno != 0 && b.wireLen[sent] > 1 && (errno == unix.EIO || errno == unix.EINVAL):
+				// The route cannot segment: send this socket's datagrams
+				// one by one from here on, starting with these.
+				s.noSegments = true
 			case errno != 0:
-				// The first datagram of the run failed; count it and
-				// carry on with the rest.
-				failed(s, os.NewSyscallError("sendmmsg", errno))
-				i++
+				// The first message failed; count its datagrams and carry
+				// on with the rest.
+				for k := 0; k < b.wireLen[sent]; k++ {
+					failed(s, os.NewSyscallError("sendmmsg", errno))
+				}
+				i += b.wireLen[sent]
+				sent++
+				continue
 			default:
-				i += int(r)
+				for k := sent; k < sent+int(r); k++ {
+					i += b.wireLen[k]
+				}
+				sent += int(r)
+				continue
+			}
+			break // s.noSegments changed: pack again from i
+		}
+	}
+}
+
+// pack fills b.wire with the messages for datagrams i..j-1 of socket s
+// and returns how many it made.
+func (b *sendBatch) pack(s *udpSocket, i, j int) int {
+	w := 0
+	for i < j {
+		n, size := 1, b.iovs[i].Len
+		if !s.noSegments && size > 0 && size <= maxSegmentSize {
+			total := size
+			for k := i + 1; k < j && n < maxSegments && b.iovs[k].Len == size &&
+				total+size <= maxSegmentedSize && b.sameAddr(i, k); k++ {
+				n++
+				total += size
 			}
 		}
-		i = j
+		h := &b.wire[w].Hdr
+		*h = unix.Msghdr{}
+		h.Name = (*byte)(unsafe.Pointer(&b.addrs[i]))
+		h.Namelen = b.alens[i]
+		b.wireIovs[w] = b.iovs[i] // the n datagrams lie one after another in arena
+		b.wireIovs[w].SetLen(int(size) * n)
+		h.Iov = &b.wireIovs[w]
+		h.SetIovlen(1)
+		if n > 1 {
+			cm := (*unix.Cmsghdr)(unsafe.Pointer(&b.wireCmsg[w][0]))
+			cm.Level = unix.SOL_UDP
+			cm.Type = unix.UDP_SEGMENT
+			cm.SetLen(unix.CmsgLen(2))
+			*(*uint16)(unsafe.Pointer(&b.wireCmsg[w][unix.CmsgLen(0)])) = uint16(size)
+			h.Control = &b.wireCmsg[w][0]
+			h.SetControllen(segmentCmsgSpace)
+		}
+		b.wireLen[w] = n
+		w++
+		i += n
 	}
-	for i := 0; i < b.n; i++ {
-		b.socks[i] = nil
-	}
-	b.n = 0
-	b.arena = b.arena[:0]
+	return w
+}
+
+func (b *sendBatch) sameAddr(i, k int) bool {
+	return b.alens[i] == b.alens[k] && b.addrs[i] == b.addrs[k]
 }
 
 // poller waits until one of an endpoint's sockets is readable. A server
