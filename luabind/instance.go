@@ -268,6 +268,11 @@ func (in *instance) connArg(L *lua.LState, n int) *engine.Conn {
 	if c == nil {
 		L.ArgError(n, "udpipe socket expected, got "+v.Type().String())
 	}
+	if ep := c.Endpoint(); ep != in.ep && !ep.Closed() {
+		// (A sock of this instance's earlier, closed endpoint is fine:
+		// it just reports the connection closed.)
+		L.ArgError(n, "socket of another UDPIPE instance")
+	}
 	return c
 }
 

@@ -10,6 +10,7 @@ local server, client, ssock, csock = T.pair()
 T.raises('string expected', client.send, client, {})
 T.raises('udpipe socket expected', server.send, server, 'x', 'not a sock')
 T.raises('socket expected', server.send, server, 'x')
+T.raises('socket of another UDPIPE instance', server.send, server, 'x', csock)
 T.raises('port', server.start, UDPIPE(), 'http')
 T.raises('timeout must not be negative', client.setTimeout, client, -1)
 
