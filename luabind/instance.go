@@ -67,10 +67,15 @@ func loadCore(L *lua.LState) int {
 
 // self returns the instance of the Lua object at argument 1, making it on
 // first use.
+//
+// The instance runs its callbacks on L from now on: the script may call
+// step() from a coroutine, and a callback must run on the thread (the
+// *lua.LState) that is running, not on the one that made the instance.
 func self(L *lua.LState) *instance {
 	obj := L.CheckTable(1)
 	if ud, ok := obj.RawGetString(coreKey).(*lua.LUserData); ok {
 		if inst, ok := ud.Value.(*instance); ok {
+			inst.L = L
 			return inst
 		}
 	}
