@@ -17,6 +17,9 @@ func newState(t *testing.T) *lua.LState {
 	t.Helper()
 	L := lua.NewState()
 	Install(L)
+	if err := FixPcall(L); err != nil {
+		t.Fatal(err)
+	}
 	L.SetField(L.GetField(L.Get(lua.GlobalsIndex), "package"), "path", lua.LString("testdata/?.lua"))
 	t.Cleanup(func() {
 		CloseAll(L)

@@ -238,9 +238,12 @@ func run(argv []string) int {
 		printUsage(err)
 		return 1
 	}
-	L := lua.NewState()
+	L := lua.NewState(stateOptions)
 	h := newHost(L)
 	luabind.Install(L)
+	if err := luabind.FixPcall(L); err != nil {
+		panic(err) // the source is ours: a mistake in it is a bug
+	}
 	h.install()
 	setPackagePath(L, opts.scriptPath())
 	h.watchSignals()
