@@ -134,14 +134,7 @@ func TestReliabilityHandshakesUnderLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	clients := make([]*Endpoint, n)
-	t.Cleanup(func() {
-		srv.Close()
-		for _, c := range clients {
-			if c != nil {
-				c.Close()
-			}
-		}
-	})
+	t.Cleanup(func() { CloseAll(append(clients, srv)...) })
 	connectedAt := make([]time.Duration, n)
 	disconnected := make([]bool, n)
 	start := clock.Now()
@@ -227,14 +220,7 @@ func TestReliabilityHandshakesUnderLossRealClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	clients := make([]*Endpoint, n)
-	t.Cleanup(func() {
-		srv.Close()
-		for _, c := range clients {
-			if c != nil {
-				c.Close()
-			}
-		}
-	})
+	t.Cleanup(func() { CloseAll(append(clients, srv)...) })
 	began := make([]time.Time, n)
 	connectedAfter := make([]time.Duration, n)
 	for i := range clients {
