@@ -47,9 +47,9 @@ func loadCore(L *lua.LState) int {
 		"close":                coreClose,
 		"getSentPackets":       coreGetSentPackets,
 		"getReceivedPackets":   coreGetReceivedPackets,
-		"setMaxClients":        intSetter(func(c *engine.Config, n int) { c.MaxClients = n }),
-		"setMaxHalfOpen":       intSetter(func(c *engine.Config, n int) { c.MaxHalfOpen = n }),
-		"setQueueLimit":        intSetter(func(c *engine.Config, n int) { c.QueueLimit = n }),
+		"setMaxClients":        intSetter(0, func(c *engine.Config, n int) { c.MaxClients = n }), // 0: no limit
+		"setMaxHalfOpen":       intSetter(1, func(c *engine.Config, n int) { c.MaxHalfOpen = n }),
+		"setQueueLimit":        intSetter(1, func(c *engine.Config, n int) { c.QueueLimit = n }),
 		"setPingInterval":      durationSetter(func(c *engine.Config, d time.Duration) { c.PingInterval = d }),
 		"setStallTimeout":      durationSetter(func(c *engine.Config, d time.Duration) { c.StallTimeout = d }),
 		"setDisconnectTimeout": durationSetter(func(c *engine.Config, d time.Duration) { c.DisconnectTimeout = d }),
@@ -168,12 +168,13 @@ func coreSetToken(L *lua.LState) int {
 	return 0
 }
 
-func intSetter(set func(*engine.Config, int)) lua.LGFunction {
+// intSetter makes a setter of a count that must be at least least.
+func intSetter(least int, set func(*engine.Config, int)) lua.LGFunction {
 	return func(L *lua.LState) int {
 		in := self(L)
 		n := L.CheckInt(2)
-		if n < 0 {
-			L.ArgError(2, "must not be negative")
+		if n < least {
+			L.ArgError(2, fmt.Sprintf("must be at least %d", least))
 		}
 		in.configure(func(c *engine.Config) { set(c, n) })
 		return 0

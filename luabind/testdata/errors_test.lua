@@ -13,6 +13,10 @@ T.raises('socket expected', server.send, server, 'x')
 T.raises('socket of another UDPIPE instance', server.send, server, 'x', csock)
 T.raises('port', server.start, UDPIPE(), 'http')
 T.raises('timeout must not be negative', client.setTimeout, client, -1)
+T.raises('must be at least 1', client.setQueueLimit, client, 0)
+T.raises('must be at least 1', server.setMaxHalfOpen, server, 0)
+T.raises('must be at least 0', server.setMaxClients, server, -1)
+T.raises('must be a positive number of seconds', client.setStallTimeout, client, 0)
 
 -- Messages the peer would misread, or that cannot fit a datagram, raise.
 for _, word in ipairs({ 'PING', 'PONG', 'CLOSE', 'CLOSED', 'CONNECT', 'CONNECTED', 'GO AWAY!', 'HELLO', 'HELLO x', 'CONNECT 1.2.3.4 5' }) do
