@@ -619,3 +619,9 @@ func quote(b []byte) string {
 	}
 	return fmt.Sprintf("%q", b)
 }
+
+// opError wraps err the way package net does, naming the operation and
+// the address: "listen udp 127.0.0.1:1234: bind: address already in use".
+func opError(op string, addr netip.AddrPort, err error) error {
+	return &net.OpError{Op: op, Net: "udp", Addr: net.UDPAddrFromAddrPort(addr), Err: err}
+}

@@ -1,3 +1,5 @@
+//go:build linux && !udpipe_portable
+
 package engine
 
 import (

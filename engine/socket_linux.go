@@ -1,7 +1,8 @@
+//go:build linux && !udpipe_portable
+
 package engine
 
 import (
-	"net"
 	"net/netip"
 	"os"
 	"time"
@@ -19,96 +20,6 @@ import (
 // golang.org/x/net/ipv4's ReadBatch would block in the Go runtime's poller
 // until its own socket is readable; an endpoint must wait on many sockets
 // at once and return after a timeout, so it drives recvmmsg itself.
-
-// udpSocket is one UDP socket of an endpoint.
-type udpSocket struct {
-	fd     int
-	family int // unix.AF_INET or unix.AF_INET6
-	local  netip.AddrPort
-	slot   int   // index in Endpoint.socks, and the poller's key
-	conn   *Conn // the connection it serves; nil for a server's listening socket
-
-	noSegments bool // its route refused a segmented send (see sendBatch)
-}
-
-// openUDP opens a non-blocking UDP socket bound to laddr.
-func openUDP(laddr netip.AddrPort) (*udpSocket, error) {
-	family := unix.AF_INET
-	if laddr.Addr().Is6() && !laddr.Addr().Is4In6() {
-		family = unix.AF_INET6
-	}
-	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
-	if err != nil {
-		return nil, os.NewSyscallError("socket", err)
-	}
-	if family == unix.AF_INET6 && laddr.Addr().IsUnspecified() {
-		// "::" takes IPv4 too, as a dual-stack socket.
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
-	}
-	// Room for bursts: a game server's clients talk at once.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 1<<20)
-	if err := unix.Bind(fd, sockaddr(family, laddr)); err != nil {
-		unix.Close(fd)
-		return nil, os.NewSyscallError("bind", err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		unix.Close(fd)
-		return nil, os.NewSyscallError("getsockname", err)
-	}
-	return &udpSocket{fd: fd, family: family, local: addrPortOf(sa)}, nil
-}
-
-// canReach reports whether s can send to addr: an IPv4 socket cannot
-// reach an IPv6 address.
-func (s *udpSocket) canReach(addr netip.AddrPort) bool {
-	return s.family == unix.AF_INET6 || addr.Addr().Unmap().Is4()
-}
-
-func (s *udpSocket) close() error {
-	return unix.Close(s.fd)
-}
-
-// routeFrom returns the local address the kernel would send from to reach
-// to: the address a client can reach a wildcard-bound server at. It sends
-// nothing.
-func routeFrom(to netip.AddrPort) (netip.Addr, error) {
-	family := unix.AF_INET
-	if !to.Addr().Is4() {
-		family = unix.AF_INET6
-	}
-	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	defer unix.Close(fd)
-	if err := unix.Connect(fd, sockaddr(family, to)); err != nil {
-		return netip.Addr{}, err
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	return addrPortOf(sa).Addr(), nil
-}
-
-func sockaddr(family int, ap netip.AddrPort) unix.Sockaddr {
-	if family == unix.AF_INET {
-		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
-	}
-	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
-}
-
-func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-	}
-	return netip.AddrPort{}
-}
 
 // rawAddr is room for an IPv4 or IPv6 socket address in the form the
 // kernel reads and writes.
@@ -145,6 +56,10 @@ func getRawAddr(r *rawAddr) netip.AddrPort {
 	}
 	return netip.AddrPort{}
 }
+
+// serverPollerFDs is how many descriptors a server's poller holds: its
+// epoll instance.
+const serverPollerFDs = 1
 
 // batchSize is how many datagrams one recvmmsg or sendmmsg moves.
 const batchSize = 64
@@ -492,10 +407,4 @@ func (p *poller) close() {
 		unix.Close(p.epfd)
 		p.epfd = -1
 	}
-}
-
-// opError wraps err the way package net does, naming the operation and
-// the address: "listen udp 127.0.0.1:1234: bind: address already in use".
-func opError(op string, addr netip.AddrPort, err error) error {
-	return &net.OpError{Op: op, Net: "udp", Addr: net.UDPAddrFromAddrPort(addr), Err: err}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command harness runs the issue 4 benchmarks: an echo through two Lua
 // scripts on udpipe-lua against the same echo on raw LuaSocket (PUC Lua 5.1
 // and LuaJIT) and a raw Go UDP echo, all on this machine in the same run,
