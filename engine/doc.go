@@ -8,9 +8,13 @@
 //   - wire.go: the datagrams of the protocol (parsing and the control words);
 //   - conn.go: the state of one connection, a state machine with no I/O of
 //     its own, driven by received datagrams and by a clock;
-//   - endpoint.go, server.go, close.go and socket_linux.go: the sockets,
-//     the poller and the batched reads and writes that feed the state
-//     machines, the server's side of the handshake, and closing;
+//   - endpoint.go, server.go and close.go: the sockets, the timers and the
+//     events of an endpoint, the server's side of the handshake, and
+//     closing;
+//   - socket_*.go: the system calls underneath: on Linux batched reads and
+//     writes (recvmmsg, sendmmsg, UDP GSO) and epoll (socket_linux.go);
+//     on macOS and the BSDs one call per datagram and poll
+//     (socket_bsd.go); elsewhere package net (socket_other.go);
 //   - conditioner.go and ratelimit.go: the simulated bad network, and the
 //     rate limit on answers to HELLO.
 //

@@ -23,9 +23,6 @@ import (
 // poll needs none.
 const serverPollerFDs = 0
 
-// batchSize is how many datagrams one read takes.
-const batchSize = 64
-
 // recvBatch holds the datagrams of one read.
 type recvBatch struct {
 	bufs [batchSize][]byte
@@ -68,57 +65,14 @@ func (b *recvBatch) datagram(i int) ([]byte, netip.AddrPort) {
 	return b.bufs[i][:b.lens[i]], b.from[i]
 }
 
-// sendBatch collects outgoing datagrams until flush sends them.
-type sendBatch struct {
-	out   [batchSize]outgoing
-	n     int
-	arena []byte
-}
-
-type outgoing struct {
-	s          *udpSocket
-	to         netip.AddrPort
-	start, end int
-}
-
-const sendArenaSize = 256 << 10
-
-func newSendBatch() *sendBatch {
-	return &sendBatch{arena: make([]byte, 0, sendArenaSize)}
-}
-
-// room reports whether a datagram of size bytes fits without a flush.
-func (b *sendBatch) room(size int) bool {
-	return b.n < batchSize && len(b.arena)+size <= cap(b.arena)
-}
-
-// add queues p for s to send to to. The caller has checked room.
-func (b *sendBatch) add(s *udpSocket, to netip.AddrPort, p []byte) {
-	start := len(b.arena)
-	b.arena = append(b.arena, p...)
-	b.out[b.n] = outgoing{s: s, to: to, start: start, end: len(b.arena)}
-	b.n++
-}
-
-// flush sends everything queued and empties the batch; failed is called
-// for each datagram the system refused.
-func (b *sendBatch) flush(failed func(s *udpSocket, err error)) {
-	for i := range b.out[:b.n] {
-		o := &b.out[i]
-		for {
-			err := unix.Sendto(o.s.fd, b.arena[o.start:o.end], 0, sockaddr(o.s.family, o.to))
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				failed(o.s, os.NewSyscallError("sendto", err))
-			}
-			break
+// sendOne sends one datagram (see sendBatch in sendbatch_plain.go).
+func sendOne(s *udpSocket, to netip.AddrPort, p []byte) error {
+	for {
+		err := unix.Sendto(s.fd, p, 0, sockaddr(s.family, to))
+		if !errors.Is(err, unix.EINTR) {
+			return os.NewSyscallError("sendto", err)
 		}
-		*o = outgoing{}
 	}
-	b.n = 0
-	b.arena = b.arena[:0]
 }
 
 // poller waits until one of an endpoint's sockets is readable, with poll
