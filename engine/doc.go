@@ -3,7 +3,8 @@
 // with handshake retries, a shared token, PING/PONG liveness, stall
 // detection with an ordered send queue, and CLOSE/CLOSED.
 //
-// The package has three layers, each in its own files:
+// The package is in layers, each in its own files, from the protocol down
+// to the system calls:
 //
 //   - wire.go: the datagrams of the protocol (parsing and the control words);
 //   - conn.go: the state of one connection, a state machine with no I/O of
@@ -21,9 +22,11 @@
 // An Endpoint is either a server (Listen) or a client (Connect). It does
 // nothing by itself: the caller drives it with Step, which waits for
 // datagrams up to a timeout, runs the timers, and hands every event
-// (a new client, a message, a stall, ...) to the Handler. No goroutine is
-// started; all work happens inside Step, on the caller's goroutine, which
-// is what an embedded interpreter such as gopher-lua needs.
+// (a new client, a message, a stall, ...) to the Handler. On Linux, macOS
+// and the BSDs no goroutine is started: all work happens inside Step, on
+// the caller's goroutine, which is what an embedded interpreter such as
+// gopher-lua needs. (Elsewhere each socket has a goroutine that reads it;
+// Close waits for them to end.)
 //
 // An Endpoint is not safe for concurrent use.
 package engine
