@@ -80,6 +80,7 @@ func CloseAll(L *lua.LState) {
 	hs := stateOf(L)
 	var eps []*engine.Endpoint
 	for inst := range hs.instances {
+		inst.L = L // the callbacks run here, not on a coroutine that may be over
 		eps = append(eps, inst.ep)
 		delete(hs.instances, inst)
 	}
