@@ -385,7 +385,7 @@ func (e *Endpoint) readReady() int {
 			// An ICMP error for something sent earlier, or a broken
 			// socket: either way count it and carry on.
 			e.stats.SendErrors++
-			e.debugf("%v: %v", s.local, err)
+			e.debugf("an earlier send from %v failed: %v", s.local, err)
 		}
 		for i := total; i < total+n; i++ {
 			b, from := e.rx.datagram(i)

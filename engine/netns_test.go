@@ -44,7 +44,11 @@ func TestNetnsPeerProcess(t *testing.T) {
 		return
 	}
 	say := func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
-	ep := New(netnsConfig, func(ev *Event) {
+	// Debugging on, as under UDPIPEVERBOSE: the lines about failed sends
+	// go to the test, which checks that send errors are printed.
+	cfg := netnsConfig
+	cfg.Debug = failedSendLines{say}
+	ep := New(cfg, func(ev *Event) {
 		switch ev.Kind {
 		case EventConnect:
 			say("connect")
@@ -128,6 +132,18 @@ type netnsPeer struct {
 type netnsLine struct {
 	at   time.Time
 	text string
+}
+
+// failedSendLines passes on the debugging lines about failed sends.
+type failedSendLines struct {
+	say func(format string, args ...any)
+}
+
+func (w failedSendLines) Write(p []byte) (int, error) {
+	if line := strings.TrimSpace(string(p)); strings.Contains(line, " failed: ") {
+		w.say("debug %s", line)
+	}
+	return len(p), nil
 }
 
 func startNetnsPeer(t *testing.T, ip, ns, role string, env ...string) *netnsPeer {
@@ -221,6 +237,17 @@ func (p *netnsPeer) count(text string) int {
 	n := 0
 	for _, l := range p.texts() {
 		if l == text {
+			n++
+		}
+	}
+	return n
+}
+
+// countPrefix counts the lines that start with prefix.
+func (p *netnsPeer) countPrefix(prefix string) int {
+	n := 0
+	for _, l := range p.texts() {
+		if strings.HasPrefix(l, prefix) {
 			n++
 		}
 	}
@@ -342,5 +369,15 @@ func TestNetnsLinkOutage(t *testing.T) {
 	}
 	client.stdin.Close()
 	server.stdin.Close()
-	t.Logf("client: %s; server: %s", client.wait("stats", 3*time.Second).text, server.wait("stats", 3*time.Second).text)
+	cstats := client.wait("stats", 3*time.Second).text
+	t.Logf("client: %s; server: %s", cstats, server.wait("stats", 3*time.Second).text)
+	// While the link was down the client's pings could not be sent: the
+	// engine counted the errors, printed them under debugging, went on.
+	if strings.HasSuffix(cstats, "senderrors=0") {
+		t.Errorf("the client counted no send error while its link was down")
+	} else if n := client.countPrefix("debug "); n == 0 {
+		t.Errorf("send errors were counted but not printed under debugging")
+	} else {
+		t.Logf("client printed %d failed sends, e.g. %q", n, client.wait("debug ", 0).text)
+	}
 }
