@@ -107,6 +107,7 @@ func (e *Endpoint) SetConfig(cfg Config) {
 // Stats returns the endpoint's counters.
 func (e *Endpoint) Stats() Stats {
 	s := e.stats
+	s.HalfOpen = len(e.halfOpen)
 	s.Backlog = len(e.backlog)
 	return s
 }
@@ -583,10 +584,8 @@ func (e *Endpoint) wake(c *Conn, t time.Time) {
 func (e *Endpoint) stateChanged(c *Conn, from State) {
 	switch {
 	case c.isServer && c.state == StateConnecting:
-		e.stats.HalfOpen++
 		e.halfOpen = append(e.halfOpen, c)
 	case c.isServer && from == StateConnecting:
-		e.stats.HalfOpen--
 		if i := slices.Index(e.halfOpen, c); i >= 0 {
 			e.halfOpen = slices.Delete(e.halfOpen, i, i+1)
 		}

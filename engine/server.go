@@ -34,7 +34,7 @@ func (e *Endpoint) hello(now time.Time, from netip.AddrPort, b []byte) {
 		e.sendConnectTo(c)
 		return
 	}
-	if e.stats.HalfOpen >= e.cfg.MaxHalfOpen && !e.evictOldestHalfOpen(now) {
+	if len(e.halfOpen) >= e.cfg.MaxHalfOpen && !e.evictOldestHalfOpen(now) {
 		e.deferHello(now, from, b)
 		return
 	}
@@ -132,7 +132,7 @@ func (e *Endpoint) dropFromBacklog() pendingHello {
 // the connect timeout are forgotten: their clients have given up.
 func (e *Endpoint) admitBacklog(now time.Time) {
 	for len(e.backlog) > 0 && e.listener != nil {
-		if e.stats.HalfOpen >= e.cfg.MaxHalfOpen && !e.evictOldestHalfOpen(now) {
+		if len(e.halfOpen) >= e.cfg.MaxHalfOpen && !e.evictOldestHalfOpen(now) {
 			return
 		}
 		p := e.dropFromBacklog()
