@@ -1,13 +1,11 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -194,37 +192,18 @@ func (e *Endpoint) Connect(addr string) (*Conn, error) {
 }
 
 // resolve turns "host:port" into an address, looking the host up if it is
-// a name. An empty host is the IPv4 wildcard.
+// a name (package net prefers IPv4 for "udp", as LuaSocket's udp did). An
+// empty host is the IPv4 wildcard.
 func resolve(addr string) (netip.AddrPort, error) {
-	host, portStr, err := net.SplitHostPort(addr)
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("bad port %q", portStr)
+	ap := ua.AddrPort()
+	if !ap.Addr().IsValid() {
+		return netip.AddrPortFrom(netip.IPv4Unspecified(), ap.Port()), nil
 	}
-	if host == "" || host == "*" {
-		return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(port)), nil
-	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return netip.AddrPortFrom(ip.Unmap(), uint16(port)), nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	// Prefer IPv4, as the original (LuaSocket's udp) did.
-	best := ips[0]
-	for _, ip := range ips {
-		if ip.Unmap().Is4() {
-			best = ip
-			break
-		}
-	}
-	return netip.AddrPortFrom(best.Unmap(), uint16(port)), nil
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 // Conns returns the open connections (server: connected clients; client:

@@ -63,9 +63,9 @@ type Datagram struct {
 // a control word is data. It allocates nothing for data and for the bare
 // control words.
 func Parse(b []byte) Datagram {
-	// Every control word starts with one of these letters and is short,
-	// except HELLO with its token; test the cheap things first so that
-	// data costs a couple of comparisons.
+	// Every control word is at least 4 bytes long, and the bare ones are
+	// matched whole; only HELLO and CONNECT carry arguments. So short
+	// data costs one comparison and other data a few.
 	if len(b) < 4 {
 		return Datagram{Kind: KindData}
 	}
