@@ -1,6 +1,10 @@
 package luabind
 
-import lua "github.com/yuin/gopher-lua"
+import (
+	"strings"
+
+	lua "github.com/yuin/gopher-lua"
+)
 
 // gopher-lua v1.1.2 mishandles upvalues when pcall catches an error
 // (yuin/gopher-lua#448): it closes the upvalues of every function on the
@@ -25,21 +29,22 @@ import lua "github.com/yuin/gopher-lua"
 // cmd/udpipe-lua), 15 µs with gopher-lua's default options.
 const safePcall = `
 local create, resume, status, yield, running = coroutine.create, coroutine.resume, coroutine.status, coroutine.yield, coroutine.running
-local type, getmetatable, error = type, debug.getmetatable, error
+local type, getmetatable, gsub = type, debug.getmetatable, string.gsub
 local function finish(co, ok, ...)
   if ok and status(co) == 'suspended' then
     -- The function yielded: pass it on to whoever runs us.
     if not running() then return false, 'attempt to yield from outside a coroutine' end
     return finish(co, resume(co, yield(...)))
   end
+  if not ok and type(...) == 'string' then
+    -- A Go function called straight from pcall (error, string.rep, ...)
+    -- names its caller's position in its message: that is our wrapper
+    -- below, where lua 5.1 names none. Take it out.
+    return false, (gsub((...), '^udpipe%-pcall:%d+: ', '', 1))
+  end
   return ok, ...
 end
 pcall = function(f, ...)
-  if f == error then
-    -- error called straight from pcall adds no position (its caller is
-    -- pcall itself), so the value comes back as it was given.
-    return false, (...)
-  end
   if type(f) ~= 'function' then
     local mt = getmetatable(f)
     if not (mt and type(mt.__call) == 'function') then
@@ -58,5 +63,10 @@ end
 // error, as lua 5.1 does (see safePcall). udpipe-lua calls it; a Go
 // program that embeds the binding may.
 func FixPcall(L *lua.LState) error {
-	return L.DoString(safePcall)
+	fn, err := L.Load(strings.NewReader(safePcall), "udpipe-pcall")
+	if err != nil {
+		return err
+	}
+	L.Push(fn)
+	return L.PCall(0, 0, nil)
 }
