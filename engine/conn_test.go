@@ -77,18 +77,26 @@ func newHarness(t *testing.T, cfg Config, server bool) *harness {
 	h := &harness{t: t, clock: &ManualClock{}, tr: &fakeTransport{}}
 	cfg.Clock = h.clock
 	h.cfg = cfg.withDefaults()
-	h.c = &Conn{t: h.tr, cfg: &h.cfg, isServer: server}
-	if server {
-		h.c.peer = fakeClient
-		h.c.local = fakeServerSC
-		h.c.startServer(h.clock.Now())
-	} else {
-		h.c.local = fakeClient
-		h.c.server = fakeServerS
-		h.c.token = h.cfg.Token
-		h.c.startClient(h.clock.Now())
-	}
+	h.c = startTestConn(h.tr, &h.cfg, server)
 	return h
+}
+
+// startTestConn makes a connection on tr, as a server's (to fakeClient,
+// on fakeServerSC) or a client's (from fakeClient to fakeServerS), and
+// starts its handshake at cfg.Clock's time.
+func startTestConn(tr transport, cfg *Config, server bool) *Conn {
+	c := &Conn{t: tr, cfg: cfg, isServer: server}
+	if server {
+		c.peer = fakeClient
+		c.local = fakeServerSC
+		c.startServer(cfg.Clock.Now())
+	} else {
+		c.local = fakeClient
+		c.server = fakeServerS
+		c.token = cfg.Token
+		c.startClient(cfg.Clock.Now())
+	}
+	return c
 }
 
 func (h *harness) now() time.Time { return h.clock.Now() }

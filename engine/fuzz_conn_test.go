@@ -98,17 +98,7 @@ func newFuzzConnRun(t *testing.T, setup byte) *fuzzConnRun {
 	}
 	r.cfg = cfg.withDefaults()
 	server := setup&1 != 0
-	r.c = &Conn{t: r.tr, cfg: &r.cfg, isServer: server}
-	if server {
-		r.c.peer = fakeClient
-		r.c.local = fakeServerSC
-		r.c.startServer(r.clock.Now())
-	} else {
-		r.c.local = fakeClient
-		r.c.server = fakeServerS
-		r.c.token = r.cfg.Token
-		r.c.startClient(r.clock.Now())
-	}
+	r.c = startTestConn(r.tr, &r.cfg, server)
 	r.check("start", State(0), false, 0)
 	return r
 }

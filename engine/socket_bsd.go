@@ -32,9 +32,7 @@ type recvBatch struct {
 
 func newRecvBatch() *recvBatch {
 	b := new(recvBatch)
-	for i := range b.bufs {
-		b.bufs[i] = make([]byte, MaxDatagram+1) // +1 tells an oversized datagram
-	}
+	makeRecvBuffers(&b.bufs)
 	return b
 }
 

@@ -119,3 +119,11 @@ func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
 	}
 	return netip.AddrPort{}
 }
+
+// makeRecvBuffers gives every slot of a receive batch room for any
+// datagram, and one byte more, which tells an oversized one.
+func makeRecvBuffers(bufs *[batchSize][]byte) {
+	for i := range bufs {
+		bufs[i] = make([]byte, MaxDatagram+1)
+	}
+}
