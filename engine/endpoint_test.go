@@ -6,55 +6,17 @@ import (
 	"time"
 )
 
-// recorder collects the events of an endpoint.
-type recorder struct {
-	events []Event
-}
-
-func (r *recorder) handle(ev *Event) {
-	e := *ev
-	e.Data = append([]byte(nil), ev.Data...)
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) kinds() []EventKind {
-	var ks []EventKind
-	for _, e := range r.events {
-		ks = append(ks, e.Kind)
-	}
-	return ks
-}
-
-func (r *recorder) has(k EventKind) bool {
-	for _, e := range r.events {
-		if e.Kind == k {
-			return true
-		}
-	}
-	return false
-}
-
-func (r *recorder) messages() []string {
-	var ms []string
-	for _, e := range r.events {
-		if e.Kind == EventNewMessage {
-			ms = append(ms, string(e.Data))
-		}
-	}
-	return ms
-}
-
 // pair is a server and a client endpoint on loopback, stepped together.
 type pair struct {
 	t              *testing.T
 	server, client *Endpoint
-	srec, crec     *recorder
+	srec, crec     *evRec
 	conn           *Conn
 }
 
 func newPair(t *testing.T, scfg, ccfg Config) *pair {
 	t.Helper()
-	p := &pair{t: t, srec: &recorder{}, crec: &recorder{}}
+	p := &pair{t: t, srec: &evRec{}, crec: &evRec{}}
 	p.server = New(scfg, p.srec.handle)
 	if err := p.server.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
@@ -106,7 +68,7 @@ func TestHandshakeAndEcho(t *testing.T) {
 		}
 	}
 	p.stepUntil("100 echoes", func() bool { return len(p.crec.messages()) == 100 })
-	for i, m := range p.crec.messages() {
+	for i, m := range strs(p.crec.messages()) {
 		if want := fmt.Sprint("echo:m", i); m != want {
 			t.Fatalf("message %d = %q, want %q", i, m, want)
 		}

@@ -58,6 +58,8 @@ func (r *evRec) count(k EventKind) int {
 	return n
 }
 
+func (r *evRec) has(k EventKind) bool { return r.count(k) > 0 }
+
 // last returns the last event of kind k.
 func (r *evRec) last(k EventKind) (Event, bool) {
 	r.mu.Lock()
