@@ -155,12 +155,13 @@ func (c *Conn) startClient(now time.Time) {
 	c.t.wake(c, c.nextRetry)
 }
 
-// startServer sets up a server's data socket offered to a client whose
-// HELLO was accepted; it waits for CONNECT.
-func (c *Conn) startServer(now time.Time) {
+// startServer sets up a server's data socket, offered now to a client
+// whose HELLO came at helloAt (earlier if it waited in the backlog); it
+// waits for CONNECT until the connect timeout, counted from the HELLO.
+func (c *Conn) startServer(now, helloAt time.Time) {
 	c.setState(StateConnecting)
-	c.opened, c.offered, c.lastHeard = now, now, now
-	c.t.wake(c, now.Add(c.cfg.ConnectTimeout))
+	c.opened, c.offered, c.lastHeard = helloAt, now, now
+	c.t.wake(c, helloAt.Add(c.cfg.ConnectTimeout))
 }
 
 func (c *Conn) sendHello() {

@@ -89,7 +89,7 @@ func startTestConn(tr transport, cfg *Config, server bool) *Conn {
 	if server {
 		c.peer = fakeClient
 		c.local = fakeServerSC
-		c.startServer(cfg.Clock.Now())
+		c.startServer(cfg.Clock.Now(), cfg.Clock.Now())
 	} else {
 		c.local = fakeClient
 		c.server = fakeServerS
@@ -884,5 +884,25 @@ func TestConnStateString(t *testing.T) {
 		if s.String() != want {
 			t.Errorf("State(%d).String() = %q, want %q", s, s.String(), want)
 		}
+	}
+}
+
+// A data socket offered for a HELLO that waited in the backlog expires a
+// connect timeout after the HELLO came, not after the offer.
+func TestServerHalfOpenTimedFromTheHello(t *testing.T) {
+	clock := &ManualClock{}
+	cfg := Config{Clock: clock}.withDefaults()
+	tr := &fakeTransport{}
+	c := &Conn{t: tr, cfg: &cfg, isServer: true, peer: fakeClient, local: fakeServerSC}
+	helloAt := clock.Now()
+	clock.Advance(3 * time.Second) // waited in the backlog
+	c.startServer(clock.Now(), helloAt)
+	if got, want := tr.wakes[len(tr.wakes)-1], helloAt.Add(cfg.ConnectTimeout); !got.Equal(want) {
+		t.Errorf("timer set for %v after the HELLO, want %v", got.Sub(helloAt), cfg.ConnectTimeout)
+	}
+	clock.Advance(cfg.ConnectTimeout - 3*time.Second)
+	c.tick(clock.Now())
+	if c.State() != StateClosed || tr.released != 1 {
+		t.Errorf("at the connect timeout after the HELLO: state %v, released %d", c.State(), tr.released)
 	}
 }

@@ -81,11 +81,7 @@ func (e *Endpoint) admit(now, helloAt time.Time, from netip.AddrPort, b []byte) 
 	e.byPeer[from] = c
 	e.sendConnectTo(c)
 	e.emit(Event{Kind: EventNewClient, Conn: c, Data: b, Addr: from, Local: c.local})
-	c.startServer(now)
-	if helloAt.Before(now) {
-		c.opened = helloAt
-		e.wake(c, helloAt.Add(e.cfg.ConnectTimeout))
-	}
+	c.startServer(now, helloAt)
 }
 
 // pendingHello is a HELLO that found the half-open sockets at their cap;
